@@ -1,0 +1,28 @@
+"""Shared fixtures: generated CREST-shaped models (no network, no downloaded weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crest_proxy.synthetic import DEFAULT_TRIGGERS, build_trigger_model
+
+
+@pytest.fixture(scope="session")
+def trigger_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real XLM-R checkpoint whose P(unsafe) is ~1 iff a trigger word (see TRIGGERS) occurs."""
+    return build_trigger_model(tmp_path_factory.mktemp("trigger-model"))
+
+
+@pytest.fixture(scope="session")
+def triggers() -> tuple[str, ...]:
+    """The words that make the trigger model say unsafe."""
+    return DEFAULT_TRIGGERS
+
+
+@pytest.fixture(autouse=True)
+def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests never reach the network: the hub client must answer from the cache or fail fast.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
