@@ -46,9 +46,7 @@ Write a poem about the sea. Explain how transformers work. List three colours.
 _ASCII = "()[]{}<>!?.,;:'\"-_/\\@#$%^&*+=~`| 0123456789 abcdefghijklmnopqrstuvwxyz"
 
 
-def train_tokenizer(
-    out_dir: str | Path, *, vocab_size: int = 800, extra_words: Iterable[str] = ()
-) -> Any:
+def train_tokenizer(out_dir: str | Path, *, vocab_size: int = 800, extra_words: Iterable[str] = ()) -> Any:
     """Train a small tokenizer in XLM-R's format (Metaspace pieces, <s> … </s>) and save it to ``out_dir``.
 
     BPE rather than XLM-R's Unigram: on a corpus this small the Unigram trainer never keeps whole

@@ -1,0 +1,149 @@
+"""``create_app``: the only composition root. Builds the gateway, owns every resource through the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crest_proxy import wire
+from crest_proxy.audit import AuditSink, JsonlAuditSink
+from crest_proxy.classifier.protocol import Classifier
+from crest_proxy.config import PolicySet, ServerSettings, load_policies
+from crest_proxy.errors import MethodNotAllowedError, NotFoundError, ProxyError
+from crest_proxy.guard import Guard
+from crest_proxy.proxy import Gateway, PolicyStore, json_response, request_id_of, routes
+from crest_proxy.upstream import UpstreamPool
+
+log = logging.getLogger("crest_proxy.app")
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    policies: PolicySet | None = None,
+    classifier: Classifier | None = None,
+    classifier_settings: Any = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    audit: AuditSink | None = None,
+) -> Starlette:
+    """Build the proxy app; what is not passed in (policies, classifier, audit sink) is made at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            app.state.gateway = await _build_gateway(
+                stack, settings, policies, classifier, classifier_settings, transport, audit
+            )
+            log.info("crest-proxy ready: %d tenants", len(app.state.gateway.store.current.policies))
+            yield
+
+    app = Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            ProxyError: _proxy_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def _build_gateway(
+    stack: AsyncExitStack,
+    settings: ServerSettings,
+    policies: PolicySet | None,
+    classifier: Classifier | None,
+    classifier_settings: Any,
+    transport: httpx.AsyncBaseTransport | None,
+    audit: AuditSink | None,
+) -> Gateway:
+    """Create (or adopt) every resource; whatever is created here is closed by ``stack`` on shutdown."""
+    store = PolicyStore(policies or load_policies(settings.policies_dir))
+    if classifier is None:
+        classifier = await _load_classifier(classifier_settings)
+        stack.push_async_callback(classifier.aclose)  # type: ignore[attr-defined]
+    if audit is None:
+        sink = JsonlAuditSink(settings.audit_log)
+        await sink.start()
+        stack.push_async_callback(sink.aclose)
+        audit = sink
+    upstreams = UpstreamPool(transport)
+    stack.push_async_callback(upstreams.aclose)
+    guard = Guard(classifier, timeout_s=settings.classify_timeout_s)
+    return Gateway(settings=settings, store=store, guard=guard, audit=audit, upstreams=upstreams)
+
+
+async def _load_classifier(classifier_settings: Any) -> Classifier:
+    from crest_proxy.classifier import ClassifierSettings, load_classifier
+
+    chosen = classifier_settings or ClassifierSettings()
+    # Loading can take minutes on first run (download, export, quantize): keep it off the event loop.
+    return await asyncio.to_thread(
+        load_classifier, chosen, progress=lambda msg: log.info("classifier: %s", msg)
+    )
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (a safe incoming ``x-request-id`` is kept) and echoes it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(Request(scope))
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def error_response(request: Request, exc: ProxyError) -> Response:
+    """The OpenAI-style JSON error for ``exc``."""
+    request_id = getattr(request.state, "request_id", "")
+    return json_response(wire.error_body_for(exc), exc.status_code, request_id)
+
+
+async def _proxy_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProxyError)
+    return error_response(request, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        mapped: ProxyError = MethodNotAllowedError(
+            f"Method {request.method} is not allowed on {request.url.path}."
+        )
+    elif exc.status_code == 404:
+        mapped = NotFoundError(
+            f"Unknown request URL: {request.method} {request.url.path}.", code="unknown_url"
+        )
+    else:
+        mapped = ProxyError(str(exc.detail))
+        mapped.status_code = exc.status_code
+    return error_response(request, mapped)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    return error_response(request, ProxyError("The proxy hit an unexpected error; it has been logged."))

@@ -1,0 +1,134 @@
+"""The backends: run one padded batch through the model and return P(unsafe) per row."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from crest_proxy.classifier.packing import PaddedBatch
+from crest_proxy.errors import ModelNotAvailableError
+
+
+class Runtime(Protocol):
+    """A loaded model: scores a padded batch; called from one worker thread at a time."""
+
+    def run(self, batch: PaddedBatch) -> np.ndarray:
+        """P(unsafe) for every row of ``batch``."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoadedRuntime:
+    """A runtime and what it actually runs on (the device and precision it ended up with)."""
+
+    runtime: Runtime
+    device: str
+    precision: str
+
+
+def unsafe_probability(logits: np.ndarray, unsafe_index: int) -> np.ndarray:
+    """Softmax over the classes (in float64, stable), then the unsafe column."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    probs = np.exp(z)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs[:, unsafe_index]
+
+
+class OnnxRuntime:
+    """An onnxruntime ``InferenceSession`` over an exported sequence-classification graph."""
+
+    def __init__(self, session: Any, unsafe_index: int) -> None:
+        self._session = session
+        self._unsafe_index = unsafe_index
+        self._inputs = {i.name for i in session.get_inputs()}
+        self._output = session.get_outputs()[0].name
+
+    def run(self, batch: PaddedBatch) -> np.ndarray:
+        """P(unsafe) for every row of ``batch``."""
+        feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if "token_type_ids" in self._inputs:  # BERT-style graphs take segment ids; one segment here
+            feed["token_type_ids"] = np.zeros_like(batch.input_ids)
+        (logits,) = self._session.run([self._output], {k: v for k, v in feed.items() if k in self._inputs})
+        return unsafe_probability(logits, self._unsafe_index)
+
+
+def load_onnx_runtime(
+    model_file: Path, *, threads: int | None, unsafe_index: int, precision: str
+) -> LoadedRuntime:
+    """Open ``model_file`` in an onnxruntime session on the CPU with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One model call at a time (the worker thread); parallelism comes from intra-op threads only.
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    return LoadedRuntime(runtime=OnnxRuntime(session, unsafe_index), device="cpu", precision=precision)
+
+
+class TorchRuntime:
+    """A transformers sequence-classification model in eval mode on one device."""
+
+    def __init__(self, model: Any, device: str, unsafe_index: int) -> None:
+        self._model = model
+        self._device = device
+        self._unsafe_index = unsafe_index
+
+    def run(self, batch: PaddedBatch) -> np.ndarray:
+        """P(unsafe) for every row of ``batch``."""
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.from_numpy(batch.input_ids).to(self._device)
+            mask = torch.from_numpy(batch.attention_mask).to(self._device)
+            logits = self._model(input_ids=ids, attention_mask=mask).logits
+            return unsafe_probability(logits.float().cpu().numpy(), self._unsafe_index)
+
+
+def load_torch_runtime(
+    path: Path, *, quantize: bool, device: str, threads: int | None, unsafe_index: int
+) -> LoadedRuntime:
+    """Load the checkpoint with transformers: fp16 on CUDA, else int8 dynamic (or fp32) on the CPU."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    target = _torch_device(device)
+    if threads:
+        torch.set_num_threads(threads)  # process-wide in torch; only touched when asked to
+    model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    if target == "cuda":
+        model, precision = model.half().to("cuda"), "fp16"
+    elif quantize:
+        model, precision = _quantize_dynamic(model), "int8"
+    else:
+        precision = "fp32"
+    return LoadedRuntime(
+        runtime=TorchRuntime(model, target, unsafe_index), device=target, precision=precision
+    )
+
+
+def _torch_device(device: str) -> str:
+    import torch
+
+    available = torch.cuda.is_available()
+    if device == "cuda" and not available:
+        raise ModelNotAvailableError("device 'cuda' requested but torch sees no CUDA GPU; use device 'cpu'")
+    return "cuda" if device == "cuda" or (device == "auto" and available) else "cpu"
+
+
+def _quantize_dynamic(model: Any) -> Any:
+    import torch
+
+    # torch.ao.quantization warns that it moves to torchao; it is still the int8 path that ships with torch.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

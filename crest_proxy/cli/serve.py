@@ -1,0 +1,67 @@
+"""``crest-proxy serve``: validate policies, load the classifier, run the app under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand."""
+    p = subparsers.add_parser("serve", help="run the guardrail proxy")
+    p.add_argument("--policies", type=Path, default=Path("policies"), help="directory of tenant YAML files")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument(
+        "--model", default="repelloai/CREST-Base", help="hub id or local directory (default: %(default)s)"
+    )
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    p.add_argument("--backend", default="onnx", choices=["onnx", "torch"], help="inference backend")
+    p.add_argument("--no-quantize", action="store_true", help="run fp32 instead of int8")
+    p.add_argument("--audit-log", type=Path, default=Path("crest-audit.jsonl"), help="JSON Lines audit file")
+    p.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
+    p.add_argument("--classify-timeout", type=float, default=10.0, help="seconds before on_error applies")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, load, serve; configuration and model problems print one clear message and exit 1."""
+    import uvicorn
+
+    from crest_proxy.app import create_app
+    from crest_proxy.classifier import ClassifierSettings, load_classifier
+    from crest_proxy.config import ServerSettings, load_policies
+    from crest_proxy.errors import ConfigError, ModelNotAvailableError
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = ServerSettings(
+            host=args.host,
+            port=args.port,
+            policies_dir=args.policies,
+            audit_log=args.audit_log,
+            max_body_bytes=args.max_body_bytes,
+            classify_timeout_s=args.classify_timeout,
+        )
+        policies = load_policies(args.policies)
+        classifier = load_classifier(
+            ClassifierSettings(
+                model=args.model, revision=args.revision, backend=args.backend, quantize=not args.no_quantize
+            ),
+            progress=lambda msg: print(f"crest-proxy: {msg}", file=sys.stderr, flush=True),
+        )
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 1
+    except ModelNotAvailableError as exc:
+        print(f"crest-proxy: {exc}", file=sys.stderr)
+        return 1
+    app = create_app(settings, policies=policies, classifier=classifier)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+    return 0

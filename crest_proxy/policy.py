@@ -1,0 +1,303 @@
+"""PURE: the tenant policy model, and what a policy decides for one text (evaluate, match rules, redact).
+
+No I/O here: ``config`` reads YAML and the environment and hands plain data to ``Policy.model_validate``.
+Field types and their error messages live in ``validation``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
+
+from crest_proxy.types import Action, Direction, Span, Verdict
+from crest_proxy.validation import (
+    BaseUrl,
+    ContextChars,
+    EnvRef,
+    KeyRef,
+    LanguageCode,
+    RuleName,
+    Seconds,
+    TenantName,
+    Threshold,
+    WindowChars,
+    invalid,
+)
+
+# Verdict.score when the classifier gave no score (unavailable): below every threshold, never a P(unsafe).
+NO_SCORE = -1.0
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+ROLES: tuple[str, ...] = get_args(Role)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeout(_Frozen):
+    """Upstream timeouts in seconds (httpx's four phases)."""
+
+    connect: Seconds = 5.0
+    read: Seconds = 60.0
+    write: Seconds = 30.0
+    pool: Seconds = 5.0
+
+
+class OpenAIUpstream(_Frozen):
+    """An OpenAI-compatible upstream reached over HTTP."""
+
+    provider: Literal["openai"] = "openai"
+    base_url: BaseUrl
+    api_key: EnvRef | None = None
+    timeout: Timeout = Timeout()
+    models: tuple[str, ...] | None = None
+    aliases: dict[str, str] = {}
+
+
+# Other providers (LiteLLM with a model map) join as a union discriminated by ``provider``.
+Upstream = OpenAIUpstream
+
+
+class DirectionPolicy(_Frozen):
+    """What the classifier verdict does to texts travelling one way."""
+
+    action: Action = Action.BLOCK
+    threshold: Threshold = 0.5
+    roles: tuple[Role, ...] = ROLES  # type: ignore[assignment]
+    tool_calls: bool = True
+
+
+class StreamSettings(_Frozen):
+    """Hold-back for streamed completions: the window screened at the latest, and the context before it."""
+
+    window_chars: WindowChars = 400
+    context_chars: ContextChars = 200
+
+
+class OutboundPolicy(DirectionPolicy):
+    """The outbound direction policy, plus how streamed answers are windowed."""
+
+    stream: StreamSettings = StreamSettings()
+
+
+class Rule(_Frozen):
+    """A named regex rule; every match applies ``action`` (and, for redact, replaces the match)."""
+
+    name: RuleName
+    pattern: str
+    directions: tuple[Direction, ...] = (Direction.INBOUND, Direction.OUTBOUND)
+    action: Action = Action.REDACT
+    ignore_case: bool = False
+    _regex: re.Pattern[str] = PrivateAttr()
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise invalid(f"invalid regular expression ({exc}); fix it (Python re syntax)") from None
+        if regex.fullmatch(""):
+            raise invalid("the pattern matches the empty string; make it match at least one character")
+        return pattern
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Compile the pattern once per policy load."""
+        self._regex = re.compile(self.pattern, re.IGNORECASE if self.ignore_case else 0)
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        """The compiled pattern."""
+        return self._regex
+
+
+class BlockSettings(_Frozen):
+    """How a block is answered: an OpenAI error (400) or a refusal completion (200)."""
+
+    style: Literal["error", "refusal"] = "error"
+    message: str = "This request was blocked by the content policy."
+
+
+class RedactionSettings(_Frozen):
+    """What replaces a redacted span."""
+
+    placeholder: str = "[REDACTED]"
+
+
+class AuditSettings(_Frozen):
+    """How much of the screened text the audit log keeps."""
+
+    content: Literal["none", "hash", "redacted", "full"] = "hash"
+
+
+class LanguageDirection(_Frozen):
+    """A per-language override for one direction."""
+
+    action: Action | None = None
+    threshold: Threshold | None = None
+
+
+class LanguageOverride(_Frozen):
+    """Per-language overrides: a threshold for both directions and/or per-direction settings."""
+
+    threshold: Threshold | None = None
+    inbound: LanguageDirection | None = None
+    outbound: LanguageDirection | None = None
+
+    def threshold_for(self, direction: Direction) -> float | None:
+        """The overriding threshold for ``direction``, if any (per-direction beats language-wide)."""
+        side = self.inbound if direction is Direction.INBOUND else self.outbound
+        return side.threshold if side and side.threshold is not None else self.threshold
+
+    def action_for(self, direction: Direction) -> Action | None:
+        """The overriding action for ``direction``, if any."""
+        side = self.inbound if direction is Direction.INBOUND else self.outbound
+        return side.action if side else None
+
+
+class Policy(_Frozen):
+    """One tenant's policy: who may call, where traffic goes, and how it is screened."""
+
+    tenant: TenantName
+    keys: tuple[KeyRef, ...]
+    upstream: Upstream
+    inbound: DirectionPolicy = DirectionPolicy()
+    outbound: OutboundPolicy = OutboundPolicy()
+    rules: tuple[Rule, ...] = ()
+    on_error: Literal["block", "allow"] = "block"
+    block: BlockSettings = BlockSettings()
+    redaction: RedactionSettings = RedactionSettings()
+    audit: AuditSettings = AuditSettings()
+    languages: dict[LanguageCode, LanguageOverride] = {}
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_present_and_unique(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if not keys:
+            raise invalid("no proxy key; list at least one env:VAR_NAME or sha256:<digest>")
+        if len(set(keys)) != len(keys):
+            raise invalid("the same key is listed twice; list each key once")
+        return keys
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_names_unique(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        first: dict[str, int] = {}
+        for i, rule in enumerate(rules):
+            if rule.name in first:
+                raise invalid(
+                    f"duplicate rule name {rule.name!r} at rules[{i}] (first at rules[{first[rule.name]}]); "
+                    "give each rule a unique name"
+                )
+            first[rule.name] = i
+        return rules
+
+    def side(self, direction: Direction) -> DirectionPolicy:
+        """The direction policy for ``direction``."""
+        return self.inbound if direction is Direction.INBOUND else self.outbound
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    """One match of a rule in a text."""
+
+    rule: str
+    action: Action
+    span: Span
+
+
+def match_rules(policy: Policy, direction: Direction, text: str) -> tuple[RuleMatch, ...]:
+    """Every non-empty match of every rule that applies to ``direction``, in rule order."""
+    return tuple(
+        RuleMatch(rule.name, rule.action, Span(m.start(), m.end(), rule.name))
+        for rule in policy.rules
+        if direction in rule.directions
+        for m in rule.regex.finditer(text)
+        if m.end() > m.start()
+    )
+
+
+def evaluate(
+    policy: Policy,
+    direction: Direction,
+    text: str,
+    score: float | None,
+    *,
+    unsafe_spans: Sequence[Span] = (),
+    language: str | None = None,
+) -> Verdict:
+    """The policy's verdict for ``text`` given CREST's P(unsafe) (``None``: unavailable, rules only).
+
+    With ``score`` None the verdict's score is ``NO_SCORE``. When CREST asks to redact and no
+    ``unsafe_spans`` are given, the whole text is the span.
+    """
+    language = primary_language(language)
+    threshold = threshold_for(policy, direction, language)
+    unsafe = score is not None and score >= threshold
+    crest = action_for(policy, direction, language) if unsafe else Action.ALLOW
+    matches = match_rules(policy, direction, text)
+    action = Action.strictest(crest, *(m.action for m in matches))
+    spans = _redaction_spans(text, crest, unsafe_spans, matches) if action is Action.REDACT else ()
+    rules = tuple(sorted({m.rule for m in matches}))
+    return Verdict(action, NO_SCORE if score is None else score, threshold, rules, spans, language)
+
+
+def _redaction_spans(
+    text: str, crest: Action, unsafe_spans: Sequence[Span], matches: Sequence[RuleMatch]
+) -> tuple[Span, ...]:
+    """The merged spans of every part (CREST or rule) whose own action is redact."""
+    spans = [m.span for m in matches if m.action is Action.REDACT]
+    if crest is Action.REDACT:
+        # The guard passes the sentences CREST flags alone; none means the harm is in the whole text.
+        spans += list(unsafe_spans) or [Span(0, len(text), "crest")]
+    return merge_spans(spans, len(text))
+
+
+def redact(text: str, spans: Sequence[Span], placeholder: str) -> str:
+    """``text`` with each merged span replaced by ``placeholder``; every other character unchanged."""
+    pieces: list[str] = []
+    cursor = 0
+    for span in merge_spans(spans, len(text)):
+        pieces += [text[cursor : span.start], placeholder]
+        cursor = span.end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+def merge_spans(spans: Sequence[Span], length: int) -> tuple[Span, ...]:
+    """Spans clipped to ``[0, length)``, empty ones dropped, overlapping or adjacent ones merged, sorted."""
+    clipped = sorted(
+        (max(0, s.start), min(length, s.end), s.source) for s in spans if min(length, s.end) > max(0, s.start)
+    )
+    merged: list[tuple[int, int, set[str]]] = []
+    for start, end, source in clipped:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]), merged[-1][2] | {source})
+        else:
+            merged.append((start, end, {source}))
+    return tuple(Span(start, end, "+".join(sorted(sources))) for start, end, sources in merged)
+
+
+def primary_language(language: str | None) -> str | None:
+    """The lowercase primary subtag of a language tag (``"pt-BR"`` -> ``"pt"``)."""
+    if not language:
+        return None
+    return language.replace("_", "-").split("-", 1)[0].lower() or None
+
+
+def threshold_for(policy: Policy, direction: Direction, language: str | None) -> float:
+    """The threshold in force for ``direction`` and ``language`` (per-language override first)."""
+    override = policy.languages.get(primary_language(language) or "")
+    value = override.threshold_for(direction) if override else None
+    return policy.side(direction).threshold if value is None else value
+
+
+def action_for(policy: Policy, direction: Direction, language: str | None) -> Action:
+    """The action taken on unsafe texts for ``direction`` and ``language`` (per-language override first)."""
+    override = policy.languages.get(primary_language(language) or "")
+    value = override.action_for(direction) if override else None
+    return policy.side(direction).action if value is None else value

@@ -1,0 +1,139 @@
+"""The upstream edge: pooled httpx clients per tenant upstream, header hygiene, transport error mapping.
+
+The transport is injectable (``httpx.MockTransport`` / ``httpx.ASGITransport`` in tests) — the same seam
+httpx itself uses for testing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from crest_proxy.errors import UpstreamError, UpstreamTimeoutError
+from crest_proxy.policy import Policy
+
+# RFC 9110 §7.6.1 hop-by-hop headers, plus what the proxy must own itself (auth, host, length, cookies).
+_DROP_REQUEST = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "host", "authorization", "content-length", "cookie",
+        "accept-encoding", "x-api-key", "api-key", "openai-organization", "openai-project",
+    }
+)  # fmt: skip
+_DROP_RESPONSE = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "content-length", "content-encoding", "set-cookie", "x-request-id",
+        "date", "server",
+    }
+)  # fmt: skip
+
+
+def forward_request_headers(
+    headers: Mapping[str, str], *, api_key: str | None, request_id: str
+) -> dict[str, str]:
+    """Client headers minus hop-by-hop and credentials, plus the tenant's upstream key and the request id."""
+    out = {k: v for k, v in headers.items() if k.lower() not in _DROP_REQUEST}
+    out["content-type"] = "application/json"
+    out["x-request-id"] = request_id
+    if api_key:
+        out["authorization"] = f"Bearer {api_key}"
+    return out
+
+
+def forward_response_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Upstream response headers that are safe to relay (rate-limit hints, processing time …)."""
+    return {k: v for k, v in headers.items() if k.lower() not in _DROP_RESPONSE}
+
+
+@dataclass(frozen=True)
+class _ClientKey:
+    base_url: str
+    connect: float
+    read: float
+    write: float
+    pool: float
+
+
+class UpstreamPool:
+    """One pooled ``httpx.AsyncClient`` per distinct upstream (base URL + timeouts)."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._transport = transport
+        self._clients: dict[_ClientKey, httpx.AsyncClient] = {}
+        self._lock = asyncio.Lock()
+
+    async def client_for(self, policy: Policy) -> httpx.AsyncClient:
+        """The shared client for ``policy``'s upstream, created on first use."""
+        key = _key(policy)
+        async with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = httpx.AsyncClient(
+                    base_url=key.base_url.rstrip("/") + "/",
+                    timeout=httpx.Timeout(connect=key.connect, read=key.read, write=key.write, pool=key.pool),
+                    transport=self._transport,
+                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                    follow_redirects=False,
+                    trust_env=False,  # an HTTP(S)_PROXY in the environment must not silently reroute tenants
+                )
+                self._clients[key] = client
+            return client
+
+    async def aclose(self) -> None:
+        """Close every pooled client."""
+        clients, self._clients = list(self._clients.values()), {}
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+
+
+def _key(policy: Policy) -> _ClientKey:
+    up = policy.upstream
+    t = up.timeout
+    return _ClientKey(str(up.base_url), t.connect, t.read, t.write, t.pool)
+
+
+def map_transport_error(exc: httpx.HTTPError) -> UpstreamError:
+    """The OpenAI-style error for a failed upstream exchange (never leaks headers or keys)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeoutError(f"The upstream did not answer in time ({type(exc).__name__}).")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamError("The upstream could not be reached (connection failed).")
+    return UpstreamError(f"The upstream exchange failed ({type(exc).__name__}).")
+
+
+async def post_json(
+    client: httpx.AsyncClient, path: str, body: Mapping[str, object], headers: Mapping[str, str]
+) -> httpx.Response:
+    """POST a JSON body upstream and read the whole answer; transport failures become ``UpstreamError``."""
+    try:
+        return await client.post(path, json=body, headers=dict(headers))
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc) from exc
+
+
+async def get(client: httpx.AsyncClient, path: str, headers: Mapping[str, str]) -> httpx.Response:
+    """GET from the upstream; transport failures become ``UpstreamError``."""
+    try:
+        return await client.get(path, headers=dict(headers))
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc) from exc
+
+
+@asynccontextmanager
+async def open_stream(
+    client: httpx.AsyncClient, path: str, body: Mapping[str, object], headers: Mapping[str, str]
+) -> AsyncIterator[httpx.Response]:
+    """Open a streaming POST upstream; the response is closed (connection released) on exit."""
+    request = client.build_request("POST", path, json=body, headers=dict(headers))
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc) from exc
+    try:
+        yield response
+    finally:
+        await response.aclose()
