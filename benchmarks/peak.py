@@ -27,6 +27,18 @@ class Peaks:
     bf16_gflops: float | None  # torch.matmul bfloat16, None where unsupported
 
 
+def best_of(first: Peaks, second: Peaks) -> Peaks:
+    """Each rate's better measurement: other processes can only slow a run down, never speed it up."""
+    bf16 = [x for x in (first.bf16_gflops, second.bf16_gflops) if x is not None]
+    return Peaks(
+        threads=first.threads,
+        int8_tops=max(first.int8_tops, second.int8_tops),
+        dqmm_tops=max(first.dqmm_tops, second.dqmm_tops),
+        fp32_gflops=max(first.fp32_gflops, second.fp32_gflops),
+        bf16_gflops=max(bf16) if bf16 else None,
+    )
+
+
 def measure_peaks(threads: int, seconds: float = 1.0) -> Peaks:
     """Run every microbenchmark for ``seconds`` per shape and keep each best rate."""
     return Peaks(

@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from crest_proxy.errors import ConfigError
-from crest_proxy.policy import Policy
+from crest_proxy.policy import LiteLLMUpstream, OpenAIUpstream, Policy
 from crest_proxy.validation import describe_errors
 
 _SUFFIXES = (".yaml", ".yml")
@@ -55,6 +55,7 @@ class _Secrets:
 
     key_digests: tuple[bytes, ...]
     api_key: str | None
+    model_secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,10 @@ class PolicySet:
     sources: Mapping[str, Path] = field(default_factory=dict)
     key_digests: tuple[tuple[bytes, str], ...] = field(default=(), repr=False)
     api_keys: Mapping[str, str | None] = field(default_factory=dict, repr=False)
+    model_secrets: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("policies", "sources", "api_keys"):
+        for name in ("policies", "sources", "api_keys", "model_secrets"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     @classmethod
@@ -103,6 +105,10 @@ class PolicySet:
     def upstream_api_key(self, tenant: str) -> str | None:
         """The upstream API key resolved for ``tenant`` at load time (None when it sends none)."""
         return self.api_keys.get(tenant)
+
+    def upstream_model_secrets(self, tenant: str) -> Mapping[str, Mapping[str, str]]:
+        """Resolved ``env:`` values of a LiteLLM upstream: model name -> dotted key -> value."""
+        return self.model_secrets.get(tenant, {})
 
     def source_of(self, tenant: str) -> Path:
         """The file ``tenant``'s policy was loaded from."""
@@ -223,11 +229,28 @@ def _resolve(source: str, policy: Policy, environ: Mapping[str, str] | None) -> 
         value = _env_value(env, ref, f"{source}: keys[{i}]", "or use sha256:<digest>", problems)
         if value is not None:
             digests.append(hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest())
-    api_ref = policy.upstream.api_key
+    api_ref = policy.upstream.api_key if isinstance(policy.upstream, OpenAIUpstream) else None
     api_key = _env_value(env, api_ref, f"{source}: upstream.api_key", "or remove upstream.api_key", problems)
+    model_secrets = _resolve_models(env, source, policy, problems)
     if problems:
         raise ConfigError(_summary(problems), problems=problems)
-    return _Secrets(tuple(digests), api_key)
+    return _Secrets(tuple(digests), api_key, model_secrets)
+
+
+def _resolve_models(
+    env: Mapping[str, str], source: str, policy: Policy, problems: list[str]
+) -> dict[str, dict[str, str]]:
+    """The ``env:`` values of every model of a LiteLLM upstream (empty for other upstreams)."""
+    if not isinstance(policy.upstream, LiteLLMUpstream):
+        return {}
+    resolved: dict[str, dict[str, str]] = {}
+    for name, model in policy.upstream.models.items():
+        for key, ref in model.env_refs().items():
+            where = f"{source}: upstream.models.{name}.{key}"
+            value = _env_value(env, ref, where, f"or remove upstream.models.{name}.{key}", problems)
+            if value is not None:
+                resolved.setdefault(name, {})[key] = value
+    return resolved
 
 
 def _env_value(
@@ -250,6 +273,7 @@ def _assemble(entries: Iterable[_Loaded]) -> PolicySet:
     policies: dict[str, Policy] = {}
     sources: dict[str, Path] = {}
     api_keys: dict[str, str | None] = {}
+    model_secrets: dict[str, Mapping[str, Mapping[str, str]]] = {}
     owners: dict[bytes, str] = {}
     problems: list[str] = []
     for entry in entries:
@@ -262,10 +286,11 @@ def _assemble(entries: Iterable[_Loaded]) -> PolicySet:
             continue
         policies[policy.tenant], sources[policy.tenant] = policy, source
         api_keys[policy.tenant] = entry.secrets.api_key
+        model_secrets[policy.tenant] = entry.secrets.model_secrets
         problems += _claim_keys(entry, owners, sources)
     if problems:
         raise ConfigError(_summary(problems), problems=problems)
-    return PolicySet(policies, sources, tuple(owners.items()), api_keys)
+    return PolicySet(policies, sources, tuple(owners.items()), api_keys, model_secrets)
 
 
 def _claim_keys(entry: _Loaded, owners: dict[bytes, str], sources: Mapping[str, Path]) -> list[str]:

@@ -9,9 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PlainValidator,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from crest_proxy.types import Action, Direction, Span, Verdict
 from crest_proxy.validation import (
@@ -25,6 +32,8 @@ from crest_proxy.validation import (
     TenantName,
     Threshold,
     WindowChars,
+    describe_errors,
+    dotted,
     invalid,
 )
 
@@ -58,8 +67,92 @@ class OpenAIUpstream(_Frozen):
     aliases: dict[str, str] = {}
 
 
-# Other providers (LiteLLM with a model map) join as a union discriminated by ``provider``.
-Upstream = OpenAIUpstream
+class LiteLLMModel(_Frozen):
+    """One client-facing model served through LiteLLM: the litellm model string and how to reach it."""
+
+    model: str
+    api_key: EnvRef | None = None
+    api_base: BaseUrl | None = None
+    api_version: str | None = None
+    # Extra keyword arguments for litellm (vertex_project, aws_region_name, drop_params …); a string
+    # value ``env:VAR`` is resolved from the environment when the policy is loaded.
+    params: dict[str, str | int | float | bool] = {}
+    # Testing aid: litellm answers with this text without calling any provider.
+    mock_response: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _model_named(cls, model: str) -> str:
+        if not model.strip():
+            raise invalid("empty model; use a litellm model string like anthropic/claude-3-5-sonnet-20241022")
+        return model
+
+    def env_refs(self) -> dict[str, str]:
+        """The ``env:`` references of this model by dotted key (``api_key``, ``params.<name>``)."""
+        refs = {f"params.{k}": v for k, v in self.params.items() if isinstance(v, str) and _is_env(v)}
+        return {"api_key": self.api_key, **refs} if self.api_key else refs
+
+
+class LiteLLMUpstream(_Frozen):
+    """Any provider LiteLLM supports, behind a map of client-facing model names."""
+
+    provider: Literal["litellm"]
+    models: dict[str, LiteLLMModel]
+    timeout: Timeout = Timeout()
+    aliases: dict[str, str] = {}
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, models: dict[str, LiteLLMModel]) -> dict[str, LiteLLMModel]:
+        if not models:
+            raise invalid("no models; map at least one client-facing name to {model: provider/model}")
+        return models
+
+
+def _is_env(value: str) -> bool:
+    return value.startswith("env:")
+
+
+_PROVIDERS: dict[str, type[OpenAIUpstream] | type[LiteLLMUpstream]] = {
+    "openai": OpenAIUpstream,
+    "litellm": LiteLLMUpstream,
+}
+
+
+def _validate_upstream(value: Any) -> OpenAIUpstream | LiteLLMUpstream:
+    """Validate ``upstream`` as the class its ``provider`` names.
+
+    A discriminated union would put the tag into error locations (``upstream.openai.base_url``); this
+    keeps them as written in the file, with each message phrased against the chosen class.
+    """
+    if isinstance(value, OpenAIUpstream | LiteLLMUpstream):
+        return value
+    provider = value.get("provider", "openai") if isinstance(value, dict) else "openai"
+    chosen = _PROVIDERS.get(provider) if isinstance(provider, str) else None
+    if chosen is None:
+        detail = f"{provider!r} is not a supported provider; use one of: {', '.join(_PROVIDERS)}"
+        raise _phrased([(("provider",), provider, detail)])
+    try:
+        return chosen.model_validate(value)
+    except ValidationError as exc:
+        lines = describe_errors(exc.errors(), chosen)
+        raise _phrased(
+            [
+                (e["loc"], e["input"], line.removeprefix(f"{dotted(e['loc'])}: "))
+                for e, line in zip(exc.errors(), lines, strict=True)
+            ]
+        ) from None
+
+
+def _phrased(errors: list[tuple[tuple[int | str, ...], Any, str]]) -> ValidationError:
+    """A ValidationError of already-phrased ``invalid_policy`` errors at the given locations."""
+    return ValidationError.from_exception_data(
+        "Upstream",
+        [{"type": invalid(detail), "loc": loc, "input": value} for loc, value, detail in errors],
+    )
+
+
+Upstream = Annotated[OpenAIUpstream | LiteLLMUpstream, PlainValidator(_validate_upstream)]
 
 
 class DirectionPolicy(_Frozen):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from crest_proxy.classifier.settings import ClassifierSettings, artifact_cache_d
 from crest_proxy.classifier.source import ModelSource, read_config, resolve_source
 from crest_proxy.classifier.windows import TokenEncoder, encoder_from_transformers, load_encoder
 from crest_proxy.errors import ModelNotAvailableError
+
+log = logging.getLogger("crest_proxy.classifier")
 
 # RoBERTa-family models number positions after the padding index: two of their positions never hold tokens.
 _OFFSET_POSITIONS = ("roberta", "camembert")
@@ -41,9 +44,6 @@ def load_classifier(
     config = read_config(source.path)
     labels = find_labels(config.get("id2label") or {}, model=settings.model)
     backend = _load_backend(source, settings, labels.unsafe_index, report)
-    with report.phase("warm-up", "one forward pass"):
-        specials = backend.encoder.specials
-        backend.loaded.runtime.run(pad([[specials.bos_id, specials.eos_id]], specials.pad_id))
     info = _info(
         settings, source, labels, backend, time.perf_counter() - started, window_limit(settings, config)
     )
@@ -61,6 +61,8 @@ def window_limit(settings: ClassifierSettings, config: Mapping[str, Any]) -> int
     model_type = str(config.get("model_type", ""))
     if any(family in model_type for family in _OFFSET_POSITIONS):
         positions -= int(config.get("pad_token_id", 1)) + 1
+    if positions < settings.window_tokens:
+        log.warning("window_tokens=%d capped at %d (model positions)", settings.window_tokens, positions)
     return max(3, min(settings.window_tokens, positions))
 
 
@@ -68,9 +70,12 @@ def _load_backend(
     source: ModelSource, settings: ClassifierSettings, unsafe_index: int, report: PhaseReporter
 ) -> _Backend:
     try:
-        if settings.backend == "onnx":
-            return _load_onnx(source, settings, unsafe_index, report)
-        return _load_torch(source, settings, unsafe_index, report)
+        load = _load_onnx if settings.backend == "onnx" else _load_torch
+        backend = load(source, settings, unsafe_index, report)
+        with report.phase("warm-up", "one forward pass"):
+            specials = backend.encoder.specials
+            backend.loaded.runtime.run(pad([[specials.bos_id, specials.eos_id]], specials.pad_id))
+        return backend
     except ModelNotAvailableError:
         raise
     except Exception as exc:  # export/load failures of any kind mean this model cannot run here
@@ -86,6 +91,8 @@ def _load_onnx(
         source, quantize=settings.quantize, cache_root=artifact_cache_dir(settings), report=report
     )
     precision = artifact.recipe.precision
+    if settings.device != "cpu":
+        report.say(f"load: device {settings.device!r} applies to the torch backend; onnx runs on the CPU")
     with report.phase("load", f"onnxruntime session ({precision}) from {artifact.model_file}"):
         loaded = load_onnx_runtime(
             artifact.model_file, threads=settings.threads, unsafe_index=unsafe_index, precision=precision

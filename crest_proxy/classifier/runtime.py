@@ -42,6 +42,9 @@ def unsafe_probability(logits: np.ndarray, unsafe_index: int) -> np.ndarray:
 class OnnxRuntime:
     """An onnxruntime ``InferenceSession`` over an exported sequence-classification graph."""
 
+    # A bare session rather than optimum's ORTModel: we pick threads and providers, and a cached start
+    # imports neither torch nor transformers (measured: XLM-R-base int8 reloads in ~1.7 s on 2 cores).
+
     def __init__(self, session: Any, unsafe_index: int) -> None:
         self._session = session
         self._unsafe_index = unsafe_index

@@ -1,4 +1,4 @@
-"""``crest-proxy model pull | quantize | info``: get CREST onto this machine and inspect the cache."""
+"""``crest-proxy model pull | quantize | info | demo``: get CREST onto this machine and inspect the cache."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def register(subparsers: Any) -> None:
     add_model_arguments(info, backend=False)
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=info_command)
+    demo = actions.add_parser(
+        "demo", help="generate a small stand-in model for air-gapped trials (flags 'kaboom' and 'zarquon')"
+    )
+    demo.add_argument("directory", type=Path, help="where to write the model (reused if already there)")
+    demo.set_defaults(func=demo_command)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, backend: bool = True) -> None:
@@ -127,3 +132,20 @@ def _describe_lines(report: dict[str, Any]) -> list[str]:
     if report["problem"]:
         lines.append(f"problem:      {report['problem']}")
     return lines
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Write the generated trigger model (a real XLM-R classifier) to a directory, once."""
+    from crest_proxy.synthetic import DEFAULT_TRIGGERS, build_trigger_model
+
+    target: Path = args.directory
+    if (target / "config.json").is_file() and (target / "synthetic.json").is_file():
+        say(f"demo: {target} already holds the demo model")
+    else:
+        say(f"demo: generating a stand-in model in {target} (no download) ...")
+        build_trigger_model(target)
+    words = " and ".join(repr(w) for w in DEFAULT_TRIGGERS)
+    say(f"demo: it scores texts containing {words} as unsafe and everything else as safe.")
+    say(f"demo: serve it with `crest-proxy serve --model {target}`; it is NOT CREST (drop --model for that).")
+    print(target)
+    return 0

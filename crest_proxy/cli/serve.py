@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             ClassifierSettings(
                 model=args.model, revision=args.revision, backend=args.backend, quantize=not args.no_quantize
             ),
-            progress=lambda msg: print(f"crest-proxy: {msg}", file=sys.stderr, flush=True),
+            # Progress reaches stderr through the crest_proxy.classifier logger configured above.
         )
     except ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
