@@ -259,7 +259,7 @@ async def forward_and_screen(gw: Gateway, call: Call, body: dict[str, Any], inbo
         raise
     await write_audit(gw, call, inbound, answer.status_code)
     relay = upstream.forward_response_headers(answer.headers)
-    payload = upstream_payload(answer)
+    payload = upstream_payload(answer, secret=gw.store.current.upstream_api_key(call.policy.tenant))
     if answer.status_code >= 400:
         return json_response(payload, answer.status_code, call.request_id, relay)
     outbound, payload = await screen_body(
@@ -274,8 +274,19 @@ async def forward_and_screen(gw: Gateway, call: Call, body: dict[str, Any], inbo
     return json_response(payload, answer.status_code, call.request_id, relay)
 
 
-def upstream_payload(answer: httpx.Response) -> Any:
-    """The upstream's JSON body; a non-JSON body becomes a 502 (its status is kept in the message)."""
+def upstream_payload(answer: httpx.Response, *, secret: str | None) -> Any:
+    """The upstream's JSON body; a non-JSON body becomes a 502 (its status is kept in the message).
+
+    Error bodies are relayed with their status, minus anything that could reveal the tenant's upstream key.
+    """
+    if answer.status_code in (401, 403):
+        # The upstream rejected *our* credentials; relaying 401 would tell the client its proxy key is wrong,
+        # and OpenAI's message quotes part of the key. It is the gateway's fault: 502.
+        raise UpstreamError(
+            f"The upstream rejected this tenant's upstream credentials (HTTP {answer.status_code}); "
+            "ask the gateway operator to check the policy's upstream.api_key.",
+            code="upstream_authentication_failed",
+        )
     try:
         payload = answer.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -284,6 +295,8 @@ def upstream_payload(answer: httpx.Response) -> Any:
         ) from exc
     if answer.status_code < 400 and not isinstance(payload, dict):
         raise UpstreamError("The upstream answered with JSON that is not an object.")
+    if answer.status_code >= 400 and secret and secret in answer.text:
+        payload = json.loads(answer.text.replace(secret, "***"))
     return payload
 
 
@@ -297,7 +310,7 @@ async def list_models(request: Request) -> Response:
         request.headers, api_key=gw.store.current.upstream_api_key(policy.tenant), request_id=request_id
     )
     answer = await upstream.get(client, "models", headers)
-    payload = upstream_payload(answer)
+    payload = upstream_payload(answer, secret=gw.store.current.upstream_api_key(policy.tenant))
     if answer.status_code < 400:
         payload = visible_models(policy, payload)
     return json_response(payload, answer.status_code, request_id)
