@@ -21,6 +21,7 @@ from crest_proxy.classifier.protocol import Classifier
 from crest_proxy.config import PolicySet, ServerSettings, load_policies
 from crest_proxy.errors import MethodNotAllowedError, NotFoundError, ProxyError
 from crest_proxy.guard import Guard
+from crest_proxy.limits import InflightLimitMiddleware
 from crest_proxy.proxy import Gateway, PolicyStore, json_response, request_id_of, routes
 from crest_proxy.upstream import UpstreamPool
 
@@ -56,6 +57,8 @@ def create_app(
             Exception: _unexpected_error,
         },
     )
+    # Added first so it sits inside RequestIdMiddleware: refusals carry an x-request-id too.
+    app.add_middleware(InflightLimitMiddleware, limit=settings.max_inflight)
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -79,7 +82,7 @@ async def _build_gateway(
         await sink.start()
         stack.push_async_callback(sink.aclose)
         audit = sink
-    upstreams = UpstreamPool(transport)
+    upstreams = UpstreamPool(transport, model_secrets=lambda t: store.current.upstream_model_secrets(t))
     stack.push_async_callback(upstreams.aclose)
     guard = Guard(classifier, timeout_s=settings.classify_timeout_s)
     return Gateway(settings=settings, store=store, guard=guard, audit=audit, upstreams=upstreams)

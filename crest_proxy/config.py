@@ -35,11 +35,28 @@ class ServerSettings:
     audit_log: Path | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     classify_timeout_s: float = 10.0
+    # Requests in flight beyond this are refused with 503: bounded memory under overload.
+    max_inflight: int = 1024
+    policy_poll_s: float = 1.0  # how often the policies directory is checked for changes; 0: never
+    metrics_token: str | None = None  # when set, GET /metrics needs "Authorization: Bearer <token>"
+    audit_max_bytes: int | None = None  # rotate the audit log past this size …
+    audit_max_age_s: float | None = None  # … or once its first record is this old
+    detect_language: bool = True  # identify each screened text's language (per-language policies)
 
     def __post_init__(self) -> None:
         checks = {
+            f"policy_poll_s: {self.policy_poll_s:g} is negative; use seconds, or 0 to turn polling off": (
+                self.policy_poll_s >= 0
+            ),
+            f"audit_max_bytes: {self.audit_max_bytes} is not positive; use bytes": (
+                self.audit_max_bytes is None or self.audit_max_bytes > 0
+            ),
+            f"audit_max_age_s: {self.audit_max_age_s} is not positive; use seconds": (
+                self.audit_max_age_s is None or self.audit_max_age_s > 0
+            ),
             f"port: {self.port} is out of range; use 0 to 65535": 0 <= self.port <= 65535,
             f"max_body_bytes: {self.max_body_bytes} is not positive; use bytes": self.max_body_bytes > 0,
+            f"max_inflight: {self.max_inflight} is not positive; use a request count": self.max_inflight > 0,
             f"classify_timeout_s: {self.classify_timeout_s:g} is not positive; use seconds": (
                 self.classify_timeout_s > 0
             ),
@@ -311,3 +328,39 @@ def _summary(problems: list[str]) -> str:
     if len(problems) == 1:
         return problems[0]
     return f"{len(problems)} configuration problems:\n" + "\n".join(problems)
+
+
+# --- file by file, for reloading (crest_proxy.reload keeps a file's previous policy when it breaks) ----
+
+PolicyEntry = _Loaded
+
+
+def policy_files(directory: Path) -> list[Path]:
+    """The policy files of ``directory`` in name order; ``ConfigError`` when it is missing or has none."""
+    return _policy_files(Path(directory))
+
+
+def load_policy_entry(path: Path, *, environ: Mapping[str, str] | None = None) -> PolicyEntry:
+    """One policy file, validated, with its secrets resolved; raises ``ConfigError``."""
+    return _load_entry(Path(path), environ)
+
+
+def policy_entries(policies: PolicySet) -> list[PolicyEntry]:
+    """The entries ``policies`` was assembled from, secrets included, in tenant order."""
+    return [
+        _Loaded(
+            policy,
+            policies.sources[tenant],
+            _Secrets(
+                tuple(digest for digest, owner in policies.key_digests if owner == tenant),
+                policies.api_keys.get(tenant),
+                policies.model_secrets.get(tenant, {}),
+            ),
+        )
+        for tenant, policy in policies.policies.items()
+    ]
+
+
+def assemble_policies(entries: Iterable[PolicyEntry]) -> PolicySet:
+    """The set of ``entries``; ``ConfigError`` for a tenant defined twice or a key two tenants share."""
+    return _assemble(entries)

@@ -54,6 +54,9 @@ class Timeout(_Frozen):
     read: Seconds = 60.0
     write: Seconds = 30.0
     pool: Seconds = 5.0
+    # httpx's read timeout is per read: an upstream that trickles a byte a second never trips it.
+    # `total` bounds a whole non-streaming exchange (and the gap between SSE events when streaming).
+    total: Seconds = 300.0
 
 
 class OpenAIUpstream(_Frozen):

@@ -253,7 +253,9 @@ async def forward_and_screen(gw: Gateway, call: Call, body: dict[str, Any], inbo
         request_id=call.request_id,
     )
     try:
-        answer = await upstream.post_json(client, ENDPOINTS[call.endpoint], body, headers)
+        answer = await upstream.post_json(
+            client, ENDPOINTS[call.endpoint], body, headers, total_s=call.policy.upstream.timeout.total
+        )
     except UpstreamError as exc:
         await write_audit(gw, call, inbound, None, upstream_error=exc.code)
         raise
@@ -309,7 +311,7 @@ async def list_models(request: Request) -> Response:
     headers = upstream.forward_request_headers(
         request.headers, api_key=gw.store.current.upstream_api_key(policy.tenant), request_id=request_id
     )
-    answer = await upstream.get(client, "models", headers)
+    answer = await upstream.get(client, "models", headers, total_s=policy.upstream.timeout.total)
     payload = upstream_payload(answer, secret=gw.store.current.upstream_api_key(policy.tenant))
     if answer.status_code < 400:
         payload = visible_models(policy, payload)

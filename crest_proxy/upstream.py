@@ -7,14 +7,18 @@ httpx itself uses for testing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 
 from crest_proxy.errors import UpstreamError, UpstreamTimeoutError
-from crest_proxy.policy import Policy
+from crest_proxy.policy import LiteLLMUpstream, Policy
+
+LITELLM_BASE_URL = "http://litellm.invalid/v1/"  # never resolved (RFC 6761): the transport answers
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus what the proxy must own itself (auth, host, length, cookies).
 _DROP_REQUEST = frozenset(
@@ -57,26 +61,36 @@ class _ClientKey:
     read: float
     write: float
     pool: float
+    # LiteLLM upstreams get one client per tenant: its transport holds that tenant's model map and secrets.
+    tenant: str = ""
+    fingerprint: str = ""
+
+
+# tenant -> model name -> dotted key -> resolved env value (``PolicySet.upstream_model_secrets``)
+ModelSecrets = Callable[[str], Mapping[str, Mapping[str, str]]]
 
 
 class UpstreamPool:
     """One pooled ``httpx.AsyncClient`` per distinct upstream (base URL + timeouts)."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, transport: httpx.AsyncBaseTransport | None = None, *, model_secrets: ModelSecrets | None = None
+    ) -> None:
         self._transport = transport
+        self._model_secrets = model_secrets or (lambda tenant: {})
         self._clients: dict[_ClientKey, httpx.AsyncClient] = {}
         self._lock = asyncio.Lock()
 
     async def client_for(self, policy: Policy) -> httpx.AsyncClient:
         """The shared client for ``policy``'s upstream, created on first use."""
-        key = _key(policy)
+        key = _key(policy, self._model_secrets)
         async with self._lock:
             client = self._clients.get(key)
             if client is None:
                 client = httpx.AsyncClient(
                     base_url=key.base_url.rstrip("/") + "/",
                     timeout=httpx.Timeout(connect=key.connect, read=key.read, write=key.write, pool=key.pool),
-                    transport=self._transport,
+                    transport=self._transport_for(policy),
                     limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                     follow_redirects=False,
                     trust_env=False,  # an HTTP(S)_PROXY in the environment must not silently reroute tenants
@@ -84,15 +98,29 @@ class UpstreamPool:
                 self._clients[key] = client
             return client
 
+    def _transport_for(self, policy: Policy) -> httpx.AsyncBaseTransport | None:
+        """The injected transport, or for ``provider: litellm`` a transport calling litellm."""
+        if not isinstance(policy.upstream, LiteLLMUpstream):
+            return self._transport
+        from crest_proxy.litellm_upstream import LiteLLMTransport
+
+        return LiteLLMTransport(policy.upstream, self._model_secrets(policy.tenant))
+
     async def aclose(self) -> None:
         """Close every pooled client."""
         clients, self._clients = list(self._clients.values()), {}
         await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
 
 
-def _key(policy: Policy) -> _ClientKey:
+def _key(policy: Policy, model_secrets: ModelSecrets) -> _ClientKey:
     up = policy.upstream
     t = up.timeout
+    if isinstance(up, LiteLLMUpstream):
+        # A reloaded policy or rotated secret must get a fresh transport; only a digest is kept here.
+        secrets = model_secrets(policy.tenant)
+        state = json.dumps([up.model_dump(mode="json"), secrets], sort_keys=True, default=dict)
+        digest = hashlib.sha256(state.encode()).hexdigest()
+        return _ClientKey(LITELLM_BASE_URL, t.connect, t.read, t.write, t.pool, policy.tenant, digest)
     return _ClientKey(str(up.base_url), t.connect, t.read, t.write, t.pool)
 
 
@@ -106,19 +134,30 @@ def map_transport_error(exc: httpx.HTTPError) -> UpstreamError:
 
 
 async def post_json(
-    client: httpx.AsyncClient, path: str, body: Mapping[str, object], headers: Mapping[str, str]
+    client: httpx.AsyncClient,
+    path: str,
+    body: Mapping[str, object],
+    headers: Mapping[str, str],
+    *,
+    total_s: float,
 ) -> httpx.Response:
-    """POST a JSON body upstream and read the whole answer; transport failures become ``UpstreamError``."""
+    """POST a JSON body upstream and read the whole answer within ``total_s``; failures become ``UpstreamError``."""
     try:
-        return await client.post(path, json=body, headers=dict(headers))
+        return await asyncio.wait_for(client.post(path, json=body, headers=dict(headers)), total_s)
+    except asyncio.TimeoutError as exc:
+        raise UpstreamTimeoutError(f"The upstream did not finish answering within {total_s:g}s.") from exc
     except httpx.HTTPError as exc:
         raise map_transport_error(exc) from exc
 
 
-async def get(client: httpx.AsyncClient, path: str, headers: Mapping[str, str]) -> httpx.Response:
-    """GET from the upstream; transport failures become ``UpstreamError``."""
+async def get(
+    client: httpx.AsyncClient, path: str, headers: Mapping[str, str], *, total_s: float
+) -> httpx.Response:
+    """GET from the upstream within ``total_s``; transport failures become ``UpstreamError``."""
     try:
-        return await client.get(path, headers=dict(headers))
+        return await asyncio.wait_for(client.get(path, headers=dict(headers)), total_s)
+    except asyncio.TimeoutError as exc:
+        raise UpstreamTimeoutError(f"The upstream did not finish answering within {total_s:g}s.") from exc
     except httpx.HTTPError as exc:
         raise map_transport_error(exc) from exc
 

@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--audit-log", type=Path, default=Path("crest-audit.jsonl"), help="JSON Lines audit file")
     p.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
     p.add_argument("--classify-timeout", type=float, default=10.0, help="seconds before on_error applies")
+    p.add_argument("--max-inflight", type=int, default=1024, help="in-flight cap before 503s")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
             policies_dir=args.policies,
             audit_log=args.audit_log,
             max_body_bytes=args.max_body_bytes,
+            max_inflight=args.max_inflight,
             classify_timeout_s=args.classify_timeout,
         )
         policies = load_policies(args.policies)

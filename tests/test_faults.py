@@ -1,0 +1,202 @@
+"""Faults: upstream failures map to clean errors; classifier failures follow on_error; all is audited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from crest_proxy.app import create_app
+from crest_proxy.audit import MemoryAuditSink
+from crest_proxy.classifier.protocol import Classifier
+from crest_proxy.config import ServerSettings, load_policies
+from crest_proxy.errors import ClassifierOverloadedError
+from crest_proxy.types import Score
+from tests.proxy_harness import TENANTS, key_of, write_policies
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+OK = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+}
+
+
+class SafeClassifier:
+    """Scores everything safe (the model itself is not under test here)."""
+
+    async def classify(self, texts: Sequence[str]) -> list[Score]:
+        return [Score(0.01, "safe") for _ in texts]
+
+
+class BrokenClassifier:
+    """A classifier whose backend raises, or hangs, or is overloaded."""
+
+    def __init__(self, failure: str) -> None:
+        self.failure = failure
+
+    async def classify(self, texts: Sequence[str]) -> list[Score]:
+        if self.failure == "hang":
+            await asyncio.sleep(3600)
+        if self.failure == "overload":
+            raise ClassifierOverloadedError("queue full (4096 texts waiting)")
+        raise RuntimeError("onnxruntime: bad allocation")
+
+
+class Trickle(httpx.AsyncByteStream):
+    """An upstream body that sends one byte every 50 ms, forever."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            await asyncio.sleep(0.05)
+            yield b" "
+
+
+def make_client(
+    tmp_path: Path, handler: Callable[[httpx.Request], Any], classifier: Classifier, **policy_changes: Any
+) -> tuple[TestClient, MemoryAuditSink]:
+    """A TestClient over a proxy whose upstream is ``handler`` (an httpx MockTransport)."""
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    environ = write_policies(policy_dir, "http://upstream.test")
+    for tenant, changes in policy_changes.items():
+        path = policy_dir / f"{tenant}.yaml"
+        doc = yaml.safe_load(path.read_text())
+        doc["upstream"] = {**doc["upstream"], **changes}
+        path.write_text(yaml.safe_dump(doc))
+    audit = MemoryAuditSink()
+    app = create_app(
+        ServerSettings(policies_dir=policy_dir, classify_timeout_s=0.5),
+        policies=load_policies(policy_dir, environ=environ),
+        classifier=classifier,
+        transport=httpx.MockTransport(handler),
+        audit=audit,
+    )
+    return TestClient(app, raise_server_exceptions=False), audit
+
+
+def post(client: TestClient, tenant: str = "blocker", body: dict[str, Any] = CHAT) -> httpx.Response:
+    return client.post(
+        "/v1/chat/completions",
+        content=json.dumps(body),
+        headers={"authorization": f"Bearer {key_of(tenant)}"},
+    )
+
+
+def raising(exc: Exception) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code"),
+    [
+        (httpx.ConnectError("connection refused"), 502, "upstream_error"),
+        (httpx.ConnectTimeout("connect timed out"), 504, "upstream_timeout"),
+        (httpx.ReadTimeout("read timed out"), 504, "upstream_timeout"),
+        (httpx.RemoteProtocolError("peer closed connection"), 502, "upstream_error"),
+    ],
+)
+def test_upstream_transport_failures_are_mapped_and_audited(
+    tmp_path: Path, exc: Exception, status: int, code: str
+) -> None:
+    client, audit = make_client(tmp_path, raising(exc), SafeClassifier())
+    with client:
+        response = post(client)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    (record,) = audit.records
+    assert record.request_id == response.headers["x-request-id"]
+    assert record.action == "allow" and record.extra["upstream_error"] == code
+
+
+def test_upstream_5xx_json_is_passed_through(tmp_path: Path) -> None:
+    body = {"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}}
+    client, audit = make_client(tmp_path, lambda r: httpx.Response(503, json=body), SafeClassifier())
+    with client:
+        response = post(client)
+    assert response.status_code == 503 and response.json() == body
+    assert audit.records[0].upstream_status == 503
+
+
+@pytest.mark.parametrize("content", [b"not json", b"[1, 2, 3]", b'{"truncated": '])
+def test_invalid_upstream_json_is_a_502(tmp_path: Path, content: bytes) -> None:
+    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, content=content), SafeClassifier())
+    with client:
+        response = post(client)
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "api_error"
+    assert [r.direction for r in audit.records] == ["inbound"]
+
+
+def test_an_upstream_that_trickles_forever_is_cut_off_by_the_total_deadline(tmp_path: Path) -> None:
+    client, audit = make_client(
+        tmp_path,
+        lambda r: httpx.Response(200, stream=Trickle()),
+        SafeClassifier(),
+        blocker={"timeout": {"total": 1}},
+    )
+    with client:
+        response = post(client)
+    assert response.status_code == 504
+    assert "1s" in response.json()["error"]["message"]
+    assert audit.records[0].extra["upstream_error"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize("failure", ["raise", "hang"])
+def test_classifier_failure_fails_closed_by_default(tmp_path: Path, failure: str) -> None:
+    calls: list[httpx.Request] = []
+    client, audit = make_client(
+        tmp_path, lambda r: calls.append(r) or httpx.Response(200, json=OK), BrokenClassifier(failure)
+    )
+    with client:
+        response = post(client, "blocker")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "classifier_unavailable"
+    assert calls == []
+    (record,) = audit.records
+    assert record.action == "block" and record.error
+
+
+def test_classifier_overload_sheds_load_with_429(tmp_path: Path) -> None:
+    client, audit = make_client(
+        tmp_path, lambda r: httpx.Response(200, json=OK), BrokenClassifier("overload")
+    )
+    with client:
+        response = post(client, "blocker")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "classifier_overloaded"
+    assert "ClassifierOverloadedError" in audit.records[0].error
+
+
+def test_classifier_failure_fails_open_when_the_policy_says_so(tmp_path: Path) -> None:
+    assert TENANTS["failopen"]["on_error"] == "allow"
+    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, json=OK), BrokenClassifier("raise"))
+    with client:
+        response = post(client, "failopen")
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "hi"
+    inbound, outbound = audit.records
+    assert inbound.action == "allow" and "bad allocation" in inbound.error
+    assert outbound.error is not None
+
+
+def test_rules_are_still_recorded_when_the_classifier_is_down(tmp_path: Path) -> None:
+    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, json=OK), BrokenClassifier("raise"))
+    body = {"model": "m", "messages": [{"role": "user", "content": "mail me: ana@example.com"}]}
+    secret = {"model": "m", "messages": [{"role": "user", "content": "sk-" + "a" * 30}]}
+    with client:
+        assert post(client, "blocker", secret).status_code == 503  # fail-closed: nothing passes unscreened
+        assert post(client, "failopen", body).status_code == 200
+    assert audit.records[0].rules == ("openai_key",)  # the rule still matched and is on record
