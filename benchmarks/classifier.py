@@ -49,6 +49,9 @@ VARIANTS: dict[str, Variant] = {
     "torch-int8": Variant("torch", quantize=True),
     "onnx-fp32": Variant("onnx", quantize=False),
     "onnx-int8": Variant("onnx", quantize=True),
+    "bf16": Variant("bf16", quantize=True),
+    # Times onnx-int8 and bf16 per batch shape at load (cached next to the artifact), then routes each batch.
+    "auto": Variant("auto", quantize=True),
 }
 BATCHING_VARIANT = "onnx-int8"
 
@@ -341,6 +344,12 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def compute_limit_texts_per_s(tokens: int, peaks: Peaks) -> float:
+    """Texts/s if every matmul ran at this CPU's best measured rate (int8 or bf16) and nothing else cost."""
+    best = max(peaks.int8_tops * 1e12, (peaks.bf16_gflops or 0.0) * 1e9)
+    return best / flops_per_text(tokens)
+
+
 def limit_texts_per_s(tokens: int, peaks: Peaks) -> float:
     """Texts/s if every matmul ran at the measured int8 rate and nothing else cost anything."""
     return peaks.int8_tops * 1e12 / flops_per_text(tokens)
@@ -350,16 +359,17 @@ def grid_table(cells: Sequence[Cell], peaks: Peaks) -> str:
     """One row per cell: latency, throughput and share of the int8 compute limit."""
     rows = [
         "| variant | tokens (incl. <s></s>) | batch | n | median ms/call | p95 ms/call | texts/s "
-        "| % of int8 limit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| % of int8 limit | % of compute limit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
         pct = 100 * c.texts_per_s / limit_texts_per_s(c.tokens, peaks)
+        compute = 100 * c.texts_per_s / compute_limit_texts_per_s(c.tokens, peaks)
         win = "" if c.windows == 1 else f" ({c.windows} windows!)"
         rows.append(
             f"| {c.variant} | {c.tokens}{win} | {c.batch} | {c.iterations} | {c.median_ms:.1f} | "
             f"{c.p95_ms:.1f} | "
-            f"{c.texts_per_s:.1f} | {pct:.0f}% |"
+            f"{c.texts_per_s:.1f} | {pct:.0f}% | {compute:.0f}% |"
         )
     return "\n".join(rows)
 
@@ -367,14 +377,14 @@ def grid_table(cells: Sequence[Cell], peaks: Peaks) -> str:
 def summary_table(cells: Sequence[Cell], peaks: Peaks, variants: Sequence[str]) -> str:
     """Texts/s per variant side by side; the best variant per row against the compute limit."""
     rows = [
-        "| tokens | batch | " + " | ".join(variants) + " | best | limit texts/s | best % of limit |",
+        "| tokens | batch | " + " | ".join(variants) + " | best | compute limit texts/s | best % of limit |",
         "|---:|---:|" + "---:|" * (len(variants) + 3),
     ]
     by_key = {(c.tokens, c.batch, c.variant): c for c in cells}
     for tokens, batch in sorted({(c.tokens, c.batch) for c in cells}):
         row = [by_key.get((tokens, batch, v)) for v in variants]
         best = max((c for c in row if c), key=lambda c: c.texts_per_s)
-        limit = limit_texts_per_s(tokens, peaks)
+        limit = compute_limit_texts_per_s(tokens, peaks)
         rates = " | ".join(f"{c.texts_per_s:.1f}" if c else "–" for c in row)
         rows.append(
             f"| {tokens} | {batch} | {rates} | {best.variant} | {limit:.0f} | "
@@ -417,6 +427,51 @@ def ratios_table(cells: Sequence[Cell], results: Sequence[Concurrency], paired: 
             continue
         rows.append(_ratio_row(f"batching on ÷ off, 32 callers × {tokens} tokens", ratio, target))
     return "\n".join(rows)
+
+
+def targets_table(cells: Sequence[Cell], peaks: Peaks) -> str:
+    """Issue 8: best >= 50 % of the compute limit at 64 tokens x batch >= 8; auto within 10 % of the best."""
+    rows = ["| target | measured | goal | |", "|---|---:|---:|---|"]
+    by_key: dict[tuple[int, int], list[Cell]] = {}
+    for c in cells:
+        by_key.setdefault((c.tokens, c.batch), []).append(c)
+    for (tokens, batch), group in sorted(by_key.items()):
+        best = max(group, key=lambda c: c.texts_per_s)
+        if tokens == 64 and batch >= 8:
+            pct = 100 * best.texts_per_s / compute_limit_texts_per_s(tokens, peaks)
+            label = f"best ({best.variant}) % of compute limit, {tokens} tokens × {batch}"
+            rows.append(f"| {label} | {pct:.0f}% | ≥ 50% | {'met' if pct >= 50 else 'MISSED'} |")
+        auto = next((c for c in group if c.variant == "auto"), None)
+        single = [c for c in group if c.variant != "auto"]
+        if auto and single:
+            top = max(single, key=lambda c: c.texts_per_s)
+            ratio = auto.texts_per_s / top.texts_per_s
+            label = f"auto ÷ best single ({top.variant}), {tokens} tokens × {batch}"
+            rows.append(f"| {label} | {ratio:.2f}× | ≥ 0.90× | {'met' if ratio >= 0.9 else 'MISSED'} |")
+    return "\n".join(rows)
+
+
+def memory_table(infos: dict[str, Any]) -> str:
+    """What each variant loaded, and the process's resident memory right after loading it."""
+    rows = ["| variant | precision | device | RSS after load |", "|---|---|---|---:|"]
+    for name, info in infos.items():
+        rss = info.get("rss_bytes")
+        size = f"{rss / 2**20:.0f} MiB" if rss else "?"
+        rows.append(f"| {name} | {info.get('precision')} | {info.get('device')} | {size} |")
+    return "\n".join(rows)
+
+
+def auto_lines(infos: dict[str, Any]) -> str:
+    """The routing table ``auto`` chose at load (or why it chose none)."""
+    from crest_proxy.classifier.autoselect import selection_from_dict
+    from crest_proxy.classifier.routing import describe_table
+
+    data = infos.get("auto", {}).get("selection")
+    if not data:
+        return "auto: no choice to make on this machine (one backend only)"
+    selection = selection_from_dict(data)
+    lines = [f"auto on {selection.machine.describe()}: {selection.summary()}", "", "```"]
+    return "\n".join([*lines, *describe_table(selection.table), "```"])
 
 
 def _speedup(cells: Sequence[Cell], fast: str, slow: str, *, tokens: int, batch: int) -> float | None:
@@ -497,6 +552,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if concurrency:
         print(concurrency_table(concurrency, args) + "\n")
     print(ratios_table(cells, concurrency, paired) + "\n")
+    print(targets_table(cells, peaks) + "\n")
+    print(memory_table(infos) + "\n")
+    if "auto" in infos:
+        print(auto_lines(infos) + "\n")
     print(f"_total wall time {time.perf_counter() - started:.0f} s_")
     if args.json:
         _save(args, peaks, cells, concurrency, infos, paired)

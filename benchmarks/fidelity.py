@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-ENGINE_VARIANTS = {"torch-int8": ("torch", True), "onnx-fp32": ("onnx", False), "onnx-int8": ("onnx", True)}
+ENGINE_VARIANTS = {
+    "torch-int8": ("torch", True),
+    "onnx-fp32": ("onnx", False),
+    "onnx-int8": ("onnx", True),
+    "bf16": ("bf16", True),
+    "auto": ("auto", True),  # routes each batch to onnx-int8 or bf16, whichever this machine ran faster
+}
 
 
 @dataclass(frozen=True)

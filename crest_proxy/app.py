@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -15,14 +15,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crest_proxy import wire
+from crest_proxy import ops, wire
+from crest_proxy.access import AccessMiddleware
 from crest_proxy.audit import AuditSink, JsonlAuditSink
 from crest_proxy.classifier.protocol import Classifier
 from crest_proxy.config import PolicySet, ServerSettings, load_policies
 from crest_proxy.errors import MethodNotAllowedError, NotFoundError, ProxyError
 from crest_proxy.guard import Guard
 from crest_proxy.limits import InflightLimitMiddleware
+from crest_proxy.metrics import Metrics
 from crest_proxy.proxy import Gateway, PolicyStore, json_response, request_id_of, routes
+from crest_proxy.reload import PolicyReloader, start_reloading
 from crest_proxy.upstream import UpstreamPool
 
 log = logging.getLogger("crest_proxy.app")
@@ -36,20 +39,30 @@ def create_app(
     classifier_settings: Any = None,
     transport: httpx.AsyncBaseTransport | None = None,
     audit: AuditSink | None = None,
+    environ: Mapping[str, str] | None = None,
+    language_of: Callable[[str], str | None] | None = None,
 ) -> Starlette:
-    """Build the proxy app; what is not passed in (policies, classifier, audit sink) is made at start-up."""
+    """Build the proxy app; what is not passed in (policies, classifier, audit sink) is made at start-up.
+
+    ``environ`` resolves policies' ``env:`` references on reload (default: the process environment);
+    ``language_of`` replaces the bundled language identifier.
+    """
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            language = await _language_identifier(settings, language_of)
             app.state.gateway = await _build_gateway(
-                stack, settings, policies, classifier, classifier_settings, transport, audit
-            )
+                stack, settings, policies, classifier, classifier_settings, transport, audit,
+                language_of=language, metrics=metrics,
+            )  # fmt: skip
+            app.state.reloader = await _start_reloading(stack, settings, app.state.gateway, environ)
             log.info("crest-proxy ready: %d tenants", len(app.state.gateway.store.current.policies))
             yield
 
     app = Starlette(
-        routes=routes(),
+        routes=[*routes(), *ops.routes()],
         lifespan=lifespan,
         exception_handlers={
             ProxyError: _proxy_error,
@@ -59,7 +72,11 @@ def create_app(
     )
     # Added first so it sits inside RequestIdMiddleware: refusals carry an x-request-id too.
     app.add_middleware(InflightLimitMiddleware, limit=settings.max_inflight)
+    # Inside RequestIdMiddleware (it reads the id), outside the in-flight cap (refusals are counted too).
+    app.add_middleware(AccessMiddleware, metrics=metrics, paths=[getattr(r, "path", "") for r in app.routes])
     app.add_middleware(RequestIdMiddleware)
+    app.state.metrics = metrics
+    app.state.metrics_token = settings.metrics_token
     return app
 
 
@@ -71,21 +88,55 @@ async def _build_gateway(
     classifier_settings: Any,
     transport: httpx.AsyncBaseTransport | None,
     audit: AuditSink | None,
+    language_of: Callable[[str], str | None] | None = None,
+    metrics: Metrics | None = None,
 ) -> Gateway:
     """Create (or adopt) every resource; whatever is created here is closed by ``stack`` on shutdown."""
+    metrics = metrics or Metrics()
     store = PolicyStore(policies or load_policies(settings.policies_dir))
     if classifier is None:
         classifier = await _load_classifier(classifier_settings)
         stack.push_async_callback(classifier.aclose)  # type: ignore[attr-defined]
     if audit is None:
-        sink = JsonlAuditSink(settings.audit_log)
+        sink = JsonlAuditSink(
+            settings.audit_log, max_bytes=settings.audit_max_bytes, max_age_s=settings.audit_max_age_s
+        )
         await sink.start()
         stack.push_async_callback(sink.aclose)
         audit = sink
     upstreams = UpstreamPool(transport, model_secrets=lambda t: store.current.upstream_model_secrets(t))
     stack.push_async_callback(upstreams.aclose)
-    guard = Guard(classifier, timeout_s=settings.classify_timeout_s)
-    return Gateway(settings=settings, store=store, guard=guard, audit=audit, upstreams=upstreams)
+    stack.callback(metrics.watch_classifier(classifier))
+    stack.callback(metrics.watch_audit(audit))
+    guard = Guard(classifier, timeout_s=settings.classify_timeout_s, language_of=language_of)
+    return Gateway(
+        settings=settings, store=store, guard=guard, audit=audit, upstreams=upstreams, metrics=metrics
+    )
+
+
+async def _language_identifier(
+    settings: ServerSettings, given: Callable[[str], str | None] | None
+) -> Callable[[str], str | None] | None:
+    """The language identifier to use: the one given, the bundled one, or none (``detect_language``)."""
+    if given is not None or not settings.detect_language:
+        return given
+    from crest_proxy.language import load_language_identifier
+
+    return await asyncio.to_thread(load_language_identifier)  # about a second: off the event loop
+
+
+async def _start_reloading(
+    stack: AsyncExitStack, settings: ServerSettings, gw: Gateway, environ: Mapping[str, str] | None
+) -> PolicyReloader:
+    """Reload policies on SIGHUP and file changes, counting each reload in the metrics."""
+
+    def count(result: Any, policies: PolicySet) -> None:
+        gw.metrics.observe_reload(result.result, result.rejected, len(policies.policies))
+
+    reloader = PolicyReloader(settings.policies_dir, gw.store, environ=environ, on_reload=count)
+    gw.metrics.tenants.set(len(gw.store.current.policies))
+    await start_reloading(reloader, stack, settings.policy_poll_s)
+    return reloader
 
 
 async def _load_classifier(classifier_settings: Any) -> Classifier:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
+from crest_proxy.audit_chain import GENESIS, last_hash, link
+from crest_proxy.audit_files import RotatingFile, rotated_siblings
 from crest_proxy.types import AuditRecord
 
 AUDIT_MODES = ("none", "hash", "redacted", "full")
@@ -120,16 +123,30 @@ class _Stop:
 
 
 class JsonlAuditSink:
-    """Appends records to a JSON Lines file from a background thread; the event loop only enqueues."""
+    """Appends records to a JSON Lines file from a background thread; the event loop only enqueues.
+
+    Lines are hash-chained (``audit_chain``) and the file is rotated past ``max_bytes`` or ``max_age_s``
+    (``audit_files``); both happen in the writer thread, between writes, so no record is lost or split.
+    """
 
     def __init__(
-        self, path: Path, *, max_queue: int = 100_000, opener: Callable[[Path], IO[str]] | None = None
+        self,
+        path: Path,
+        *,
+        max_queue: int = 100_000,
+        opener: Callable[[Path], IO[str]] | None = None,
+        max_bytes: int | None = None,
+        max_age_s: float | None = None,
+        chain: bool = True,
     ) -> None:
         self.path = Path(path)
         self._opener = opener or _open_for_append  # the seam tests use to simulate slow or broken disks
         self._queue: queue.Queue[str | _Stop] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
-        self._file: IO[str] | None = None
+        self._file = RotatingFile(self.path, self._opener, max_bytes=max_bytes, max_age_s=max_age_s)
+        self._chain = chain
+        self.head = GENESIS  # hash of the last line written: where the chain continues
+        self.last_error: str | None = None  # why the last write failed (cleared by the next good one)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
         self._blocked_puts = 0  # writes waiting in a thread for room in a full queue
@@ -140,7 +157,7 @@ class JsonlAuditSink:
         """Open the file (creating parent directories) and start the writer thread."""
         if self._thread is not None:
             return
-        self._file = await asyncio.to_thread(self._opener, self.path)
+        await asyncio.to_thread(self._open)
         self._thread = threading.Thread(target=self._run, name=f"crest-audit:{self.path.name}", daemon=True)
         self._thread.start()
 
@@ -184,6 +201,23 @@ class JsonlAuditSink:
         self._queue.put(_Stop())
         writer.join()
 
+    def _open(self) -> None:
+        # Continue the chain from the last line written, in this file or (just rotated) the newest sibling.
+        newest = [self.path, *reversed(rotated_siblings(self.path))]
+        self.head = next((h for h in map(last_hash, newest) if h is not None), GENESIS)
+        self._file.open()
+
+    def problem(self) -> str | None:
+        """Why records cannot be written right now (for readiness), or None."""
+        if self._closed:
+            return "the audit log is closed"
+        if self._thread is None or not self._thread.is_alive():
+            return "the audit writer is not running"
+        if self.last_error is not None:
+            return f"the last write failed: {self.last_error}"
+        target = self.path if self.path.exists() else self.path.parent
+        return None if os.access(target, os.W_OK) else f"{target} is not writable"
+
     def flush_sync(self) -> None:
         """Block until every record queued so far is on disk (for signal handlers and tests, not the loop)."""
         if self._thread is not None and self._thread.is_alive():
@@ -212,19 +246,49 @@ class JsonlAuditSink:
         return batch
 
     def _write_lines(self, lines: list[str]) -> None:
-        if not lines or self._file is None:
+        """Chain ``lines`` and append them, rotating in between when the file is due (writer thread)."""
+        pending: list[str] = []
+        size, head = 0, self.head
+        for line in lines:
+            text, linked = self._link(line, head)
+            if self._file.due(size, len(text)):
+                self._append(pending, head)
+                self._rotate()
+                pending, size = [], 0
+                text, linked = self._link(line, self.head)  # self.head: the last line really written
+            pending.append(text)
+            size, head = size + len(text), linked
+        self._append(pending, head)
+
+    def _link(self, line: str, head: str) -> tuple[str, str]:
+        if not self._chain:
+            return f"{line}\n", head
+        linked = link(line, head)
+        return linked.text, linked.hash
+
+    def _append(self, texts: list[str], head: str) -> None:
+        if not texts:
             return
         try:
-            self._file.write("".join(f"{line}\n" for line in lines))
-            self._file.flush()
-        except OSError:
-            # The writer keeps consuming so that writes and flush_sync never hang on a broken disk.
-            self.lost += len(lines)
-            _log.exception("audit log %s: could not write %d record(s)", self.path, len(lines))
+            self._file.write("".join(texts))
+        except OSError as exc:
+            # The writer keeps consuming so that writes and flush_sync never hang on a broken disk; the chain
+            # goes on from the last line that was written, so the loss shows as a count and a log, not a gap.
+            self.lost += len(texts)
+            self.last_error = str(exc) or type(exc).__name__
+            _log.exception("audit log %s: could not write %d record(s)", self.path, len(texts))
+            return
+        self.head, self.last_error = head, None
+
+    def _rotate(self) -> None:
+        try:
+            rotated = self._file.rotate()
+        except OSError as exc:
+            self.last_error = str(exc) or type(exc).__name__
+            _log.exception("audit log %s: could not reopen after rotation", self.path)
+            return
+        _log.info("audit log rotated to %s; chain head %s", rotated, self.head, extra={"chain": self.head})
 
     def _close_file(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError:
-                _log.exception("audit log %s: close failed", self.path)
+        self._file.close()
+        _log.info("audit log %s closed; chain head %s", self.path, self.head, extra={"chain": self.head})

@@ -176,14 +176,24 @@ def _policy_files(directory: Path) -> list[Path]:
     return files
 
 
-def _load_entry(path: Path, environ: Mapping[str, str] | None) -> _Loaded:
-    """One file read, validated and its secrets resolved."""
+def read_policy(path: Path) -> Policy:
+    """Read and validate one policy file without resolving its ``env:`` references; raises ``ConfigError``.
+
+    For the LiteLLM guardrail, which uses a policy's screening settings only (LiteLLM owns keys and
+    upstreams), so their environment variables need not be set there.
+    """
+    path = Path(path)
     data = _read_yaml(path)
     try:
-        policy = Policy.model_validate(data)
+        return Policy.model_validate(data)
     except ValidationError as exc:
         problems = [f"{path}: {line}" for line in describe_errors(exc.errors(), Policy)]
         raise ConfigError(_summary(problems), problems=problems) from None
+
+
+def _load_entry(path: Path, environ: Mapping[str, str] | None) -> _Loaded:
+    """One file read, validated and its secrets resolved."""
+    policy = read_policy(path)
     return _Loaded(policy, path, _resolve(str(path), policy, environ))
 
 

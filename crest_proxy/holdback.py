@@ -111,6 +111,11 @@ class StreamScreener:
         lane.closed = True
         return release
 
+    def discard(self, key: Hashable) -> None:
+        """Close lane ``key`` without releasing what it holds (its output was cut off by a block)."""
+        lane = self._lanes.setdefault(key, _Lane())
+        lane.pending, lane.closed = "", True
+
     async def finish_all(self) -> list[Release]:
         """Finish every open lane (the stream ended), in the order lanes were opened."""
         return [await self.finish(key) for key, lane in list(self._lanes.items()) if not lane.closed]
@@ -136,7 +141,9 @@ class StreamScreener:
 
     def stats(self) -> HoldbackStats:
         """Hold-back and screening figures so far."""
-        return HoldbackStats(self._windows, self._max_chars, round(self._max_ms, 3), round(self._screening_ms, 3))
+        return HoldbackStats(
+            self._windows, self._max_chars, round(self._max_ms, 3), round(self._screening_ms, 3)
+        )
 
     def summary(self) -> Screening:
         """All windows of all lanes as one outbound ``Screening`` (strictest action, highest score)."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -29,6 +30,7 @@ from crest_proxy.errors import (
     UpstreamError,
 )
 from crest_proxy.guard import Guard, RequestContext, Screening, audit_record
+from crest_proxy.metrics import Metrics
 from crest_proxy.policy import Policy
 from crest_proxy.types import Action, Direction
 
@@ -58,6 +60,7 @@ class Gateway:
     guard: Guard
     audit: AuditSink
     upstreams: upstream.UpstreamPool
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,13 @@ class Call:
     body: dict[str, Any]
     request_id: str
     headers: Mapping[str, str]
+    # The policy set this call authenticated against: a reload mid-request must not change its secrets.
+    policies: PolicySet | None = None
+
+    @property
+    def upstream_api_key(self) -> str | None:
+        """The tenant's upstream key as of authentication (None when it sends none)."""
+        return None if self.policies is None else self.policies.upstream_api_key(self.policy.tenant)
 
     @property
     def model(self) -> str | None:
@@ -109,6 +119,7 @@ def authenticate(request: Request, store: PolicyStore) -> Policy:
     policy = store.current.tenant_for_key(key.strip())
     if policy is None:
         raise AuthenticationError("Incorrect API key provided.")
+    request.state.tenant = policy.tenant  # for the access log and request metrics
     return policy
 
 
@@ -151,10 +162,11 @@ def resolve_model(policy: Policy, body: dict[str, Any]) -> dict[str, Any]:
 async def parse_call(request: Request, endpoint: str, gw: Gateway) -> Call:
     """Authenticate, read, parse and validate one request."""
     request_id = request.state.request_id
+    policies = gw.store.current  # the same set ``authenticate`` reads (no await between): one snapshot
     policy = authenticate(request, gw.store)
     body = await read_json(request, gw.settings.max_body_bytes)
     wire.validate_request(endpoint, body)
-    return Call(endpoint, policy, body, request_id, request.headers)
+    return Call(endpoint, policy, body, request_id, request.headers, policies)
 
 
 def screened_slots(policy: Policy, direction: Direction, slots: list[wire.TextSlot]) -> list[wire.TextSlot]:
@@ -187,7 +199,8 @@ async def screen_body(
 async def write_audit(
     gw: Gateway, call: Call, screening: Screening, upstream_status: int | None, **extra: object
 ) -> None:
-    """Write the audit record of one screening decision."""
+    """Write the audit record of one screening decision (and count it in the metrics)."""
+    gw.metrics.observe_screening(call.policy.tenant, screening)
     await gw.audit.write(
         audit_record(screening, call.context(), upstream_status=upstream_status, extra=extra)
     )
@@ -249,19 +262,22 @@ async def forward_and_screen(gw: Gateway, call: Call, body: dict[str, Any], inbo
     client = await gw.upstreams.client_for(call.policy)
     headers = upstream.forward_request_headers(
         call.headers,
-        api_key=gw.store.current.upstream_api_key(call.policy.tenant),
+        api_key=call.upstream_api_key,
         request_id=call.request_id,
     )
+    tenant, started = call.policy.tenant, time.perf_counter()
     try:
         answer = await upstream.post_json(
             client, ENDPOINTS[call.endpoint], body, headers, total_s=call.policy.upstream.timeout.total
         )
     except UpstreamError as exc:
+        gw.metrics.observe_upstream(tenant, call.endpoint, None, time.perf_counter() - started)
         await write_audit(gw, call, inbound, None, upstream_error=exc.code)
         raise
+    gw.metrics.observe_upstream(tenant, call.endpoint, answer.status_code, time.perf_counter() - started)
     await write_audit(gw, call, inbound, answer.status_code)
     relay = upstream.forward_response_headers(answer.headers)
-    payload = upstream_payload(answer, secret=gw.store.current.upstream_api_key(call.policy.tenant))
+    payload = upstream_payload(answer, secret=call.upstream_api_key)
     if answer.status_code >= 400:
         return json_response(payload, answer.status_code, call.request_id, relay)
     outbound, payload = await screen_body(

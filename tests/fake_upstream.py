@@ -44,6 +44,7 @@ class FakeUpstream:
     stream_tool_pieces: list[str] | None = None
     stream_break: str | None = None
     stream_break_after: int = 0
+    stream_logprobs: bool = False
     stream_started: int = 0
     models: list[str] = field(default_factory=lambda: ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"])
     received: list[Received] = field(default_factory=list)
@@ -293,7 +294,7 @@ class FakeUpstream:
             for choice in ends:
                 yield _sse({**base, "choices": [choice]})
             if (body.get("stream_options") or {}).get("include_usage"):
-                tokens = len(events)
+                tokens = sum(map(len, scripts))
                 usage = {"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": 5 + tokens}
                 yield _sse({**base, "choices": [], "usage": usage})
             yield b"data: [DONE]\n\n"
@@ -306,7 +307,11 @@ class FakeUpstream:
             return {"index": index, "text": piece, "logprobs": None, "finish_reason": None}
         call = {"index": 0, "function": {"arguments": piece}}
         delta = {"tool_calls": [call]} if tools else {"content": piece}
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+        logprobs = None
+        if self.stream_logprobs:
+            token = {"token": piece, "logprob": -0.5, "bytes": list(piece.encode()), "top_logprobs": []}
+            logprobs = {"content": [token], "refusal": None}
+        return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": None}
 
     async def _responses_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
         self.stream_started += 1
@@ -322,6 +327,12 @@ class FakeUpstream:
             "parallel_tool_calls": True,
             "tool_choice": "auto",
             "tools": [],
+            "error": None,
+            "incomplete_details": None,
+            "instructions": None,
+            "metadata": {},
+            "temperature": None,
+            "top_p": None,
         }
         msg = {"id": "msg_fake", "type": "message", "role": "assistant", "status": "in_progress"}
         msg["content"] = []
@@ -338,7 +349,7 @@ class FakeUpstream:
         deltas = [{"type": "response.output_text.delta", **ids, "delta": p, "logprobs": []} for p in pieces]
         usage = {
             "input_tokens": 5,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": len(pieces),
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": 5 + len(pieces),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +78,9 @@ class Harness:
     upstream: FakeUpstream
     audit_path: Path
     audit: JsonlAuditSink
+    policy_dir: Path | None = None
+    environ: dict[str, str] | None = None  # what the policies' env: references resolve from
+    app: Any = None
 
     def client(self, tenant: str = "blocker", **kwargs: Any) -> openai.OpenAI:
         """A real OpenAI SDK client pointed at the proxy as ``tenant``."""
@@ -108,17 +111,35 @@ class Harness:
 
 @contextmanager
 def running_proxy(
-    tmp: Path, classifier: Classifier, *, transport: httpx.AsyncBaseTransport | None = None
+    tmp: Path,
+    classifier: Classifier,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    language_of: Callable[[str], str | None] | None = None,
+    **overrides: Any,
 ) -> Iterator[Harness]:
-    """Start the fake upstream and crest-proxy (with the given classifier) on loopback."""
+    """Start the fake upstream and crest-proxy (with the given classifier) on loopback.
+
+    ``overrides`` are ``ServerSettings`` fields (``policy_poll_s=0.1``, ``metrics_token="t"`` …).
+    """
     fake = FakeUpstream()
     with ExitStack() as stack:
         upstream_url = stack.enter_context(serve(fake.app()))
         policy_dir = tmp / "policies"
         policy_dir.mkdir()
-        policies = load_policies(policy_dir, environ=write_policies(policy_dir, upstream_url))
+        environ = write_policies(policy_dir, upstream_url)
+        policies = load_policies(policy_dir, environ=environ)
         audit_path = tmp / "audit.jsonl"
-        settings = ServerSettings(policies_dir=policy_dir, audit_log=audit_path, max_body_bytes=256 * 1024)
-        app = create_app(settings, policies=policies, classifier=classifier, transport=transport)
+        defaults: dict[str, Any] = {"audit_log": audit_path, "max_body_bytes": 256 * 1024}
+        settings = ServerSettings(policies_dir=policy_dir, **{**defaults, **overrides})
+        app = create_app(
+            settings,
+            policies=policies,
+            classifier=classifier,
+            transport=transport,
+            environ=environ,
+            language_of=language_of,
+        )
         proxy_url = stack.enter_context(serve(app))
-        yield Harness(proxy_url, fake, audit_path, app.state.gateway.audit)
+        audit = app.state.gateway.audit
+        yield Harness(proxy_url, fake, audit_path, audit, policy_dir=policy_dir, environ=environ, app=app)

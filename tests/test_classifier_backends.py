@@ -1,4 +1,4 @@
-"""Every backend (onnx int8/fp32, torch fp32/int8) loads the trigger model, agrees, and windows long texts."""
+"""Every backend (onnx int8/fp32, torch fp32/int8, bf16, auto) loads the trigger model, agrees, windows."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ BACKENDS = {
     "onnx-fp32": dict(backend="onnx", quantize=False),
     "torch-fp32": dict(backend="torch", quantize=False),
     "torch-int8": dict(backend="torch", quantize=True),
+    "bf16": dict(backend="bf16"),
+    # One timed call per backend and shape: the tiny model's timing then takes a fraction of a second.
+    "auto": dict(backend="auto", autotune_iterations=1, autotune_max_tokens=128, max_batch_size=8),
 }
 
 TEXTS = [
@@ -50,18 +53,21 @@ def test_backends_report_what_they_run(
     classifiers: dict[str, CrestClassifier], trigger_model_dir: Path
 ) -> None:
     precisions = {name: c.info.precision for name, c in classifiers.items()}
+    auto = precisions.pop("auto")
     assert precisions == {
         "onnx-int8": "int8",
         "onnx-fp32": "fp32",
         "torch-fp32": "fp32",
         "torch-int8": "int8",
+        "bf16": "bf16",
     }
+    assert auto in ("int8", "int8+bf16", "bf16")  # the backends that won a batch shape on this machine
     for name, classifier in classifiers.items():
         info = classifier.info
         assert (info.backend, info.device, info.max_tokens) == (name.split("-")[0], "cpu", 512)
         assert info.unsafe_label == "unsafe" and info.id2label == {0: "safe", 1: "unsafe"}
         assert info.revision.startswith("sha256:") and info.model == str(trigger_model_dir)
-        assert (info.artifact_path is not None) == (info.backend == "onnx")
+        assert (info.artifact_path is not None) == (info.backend in ("onnx", "auto"))
     onnx_paths = {classifiers["onnx-int8"].info.artifact_path, classifiers["onnx-fp32"].info.artifact_path}
     assert len(onnx_paths) == 2  # precision is part of the cache key
 
@@ -76,6 +82,8 @@ async def test_backends_agree_on_multilingual_texts(classifiers: dict[str, Crest
     assert all(abs(a.score - b.score) < 1e-4 for a, b in fp32)
     int8 = zip(results["onnx-int8"], results["onnx-fp32"], strict=True)
     assert all(abs(a.score - b.score) < 0.05 for a, b in int8)
+    bf16 = zip(results["bf16"], results["torch-fp32"], strict=True)
+    assert all(abs(a.score - b.score) < 0.05 for a, b in bf16)
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))

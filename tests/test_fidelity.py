@@ -22,7 +22,15 @@ pytestmark = pytest.mark.slow
 # leaves ~1.6x headroom for other CPUs' kernels; the mean bound is what tells per-channel from per-tensor.
 INT8_MAX_SHIFT = 0.25
 INT8_MEAN_SHIFT = 0.015
-BACKENDS = {"torch-int8": ("torch", True), "onnx-fp32": ("onnx", False), "onnx-int8": ("onnx", True)}
+# bf16 (benchmarks/fidelity.py, same set): 0.009 max / 0.0007 mean; bounds leave ~3x headroom.
+BF16_MAX_SHIFT = 0.03
+BF16_MEAN_SHIFT = 0.003
+BACKENDS = {
+    "torch-int8": ("torch", True),
+    "onnx-fp32": ("onnx", False),
+    "onnx-int8": ("onnx", True),
+    "bf16": ("bf16", True),
+}
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +116,11 @@ def test_onnx_int8_per_channel_shift_is_bounded(probabilities: dict) -> None:
     assert result.max_shift < INT8_MAX_SHIFT, result
     assert result.mean_shift < INT8_MEAN_SHIFT, result
     assert result.max_shift > 0.0  # int8 really ran: identical outputs would mean fp32 slipped through
+
+
+def test_bf16_shift_is_small(probabilities: dict) -> None:
+    # bf16 keeps fp32's exponent range: no outlier clipping, only ~3 significant digits per value.
+    result = compare(probabilities["torch-fp32"], probabilities["bf16"])
+    assert result.max_shift < BF16_MAX_SHIFT, result
+    assert result.mean_shift < BF16_MEAN_SHIFT, result
+    assert result.max_shift > 0.0  # bf16 really ran

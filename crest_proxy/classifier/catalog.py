@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from crest_proxy.classifier.artifact import Artifact, list_artifacts, recipe_for
+from crest_proxy.classifier.autoselect import saved_selections
 from crest_proxy.classifier.labels import LabelMap, find_labels
+from crest_proxy.classifier.routing import Selection
 from crest_proxy.classifier.settings import ClassifierSettings, artifact_cache_dir
 from crest_proxy.classifier.source import ModelSource, read_config, resolve_source
 from crest_proxy.errors import ModelNotAvailableError
@@ -25,6 +27,7 @@ class ArtifactEntry:
     size_bytes: int
     created: str
     current: bool
+    selections: tuple[Selection, ...] = ()  # backend "auto" timings cached with this artifact, per machine
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ def _entry(artifact: Artifact, source: ModelSource | None) -> ArtifactEntry:
         size_bytes=directory_size(artifact.path),
         created=artifact.created,
         current=wanted is not None and wanted.key == recipe.key,
+        selections=tuple(saved_selections(artifact.path)),
     )
 
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from crest_proxy.classifier.batcher import BatchLimits, MicroBatcher, Pipeline
 from crest_proxy.classifier.jobs import async_job, sync_job
 from crest_proxy.classifier.labels import LabelMap
+from crest_proxy.classifier.routing import Selection
 from crest_proxy.classifier.runtime import Runtime
 from crest_proxy.classifier.settings import ClassifierSettings
-from crest_proxy.classifier.stats import ClassifierStats, StatsRecorder
+from crest_proxy.classifier.stats import ClassifierStats, StatsObserver, StatsRecorder
 from crest_proxy.classifier.windows import TokenEncoder, WindowShape
 from crest_proxy.types import Score
 
@@ -33,6 +34,8 @@ class ModelInfo:
     load_seconds: float
     max_tokens: int
     device: str = "cpu"
+    selection: Selection | None = None  # backend "auto": which backend runs which batch shape, and why
+    rss_bytes: int | None = None  # the process's resident memory right after loading (auto holds two models)
 
 
 class CrestClassifier:
@@ -79,6 +82,10 @@ class CrestClassifier:
     def stats(self) -> ClassifierStats:
         """A snapshot of the work counters and the current queue depth."""
         return self._stats.snapshot()
+
+    def observe(self, observer: StatsObserver) -> Callable[[], None]:
+        """Tell ``observer`` about every admission and model call (metrics); returns its remover."""
+        return self._stats.add_observer(observer)
 
     def close(self) -> None:
         """Finish queued work and stop the worker thread (idempotent)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Mapping
@@ -9,11 +10,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from crest_proxy.classifier.artifact import Artifact, ensure_artifact
+from crest_proxy.classifier.autoselect import plan_tuning, report_selection, select_backends
 from crest_proxy.classifier.engine import CrestClassifier, ModelInfo
 from crest_proxy.classifier.labels import LabelMap, find_labels
+from crest_proxy.classifier.machine import detect_machine, resident_bytes
 from crest_proxy.classifier.packing import pad
 from crest_proxy.classifier.progress import PhaseReporter, ProgressCallback
-from crest_proxy.classifier.runtime import LoadedRuntime, load_onnx_runtime, load_torch_runtime
+from crest_proxy.classifier.routing import RoutedRuntime, Selection
+from crest_proxy.classifier.runtime import (
+    LoadedRuntime,
+    load_bf16_runtime,
+    load_onnx_runtime,
+    load_torch_runtime,
+)
 from crest_proxy.classifier.settings import ClassifierSettings, artifact_cache_dir
 from crest_proxy.classifier.source import ModelSource, read_config, resolve_source
 from crest_proxy.classifier.windows import TokenEncoder, encoder_from_transformers, load_encoder
@@ -30,6 +39,7 @@ class _Backend:
     loaded: LoadedRuntime
     encoder: TokenEncoder
     artifact: Artifact | None
+    selection: Selection | None = None
 
 
 def load_classifier(
@@ -43,11 +53,11 @@ def load_classifier(
     report.say(f"resolve: {source.path} (revision {source.revision})")
     config = read_config(source.path)
     labels = find_labels(config.get("id2label") or {}, model=settings.model)
-    backend = _load_backend(source, settings, labels.unsafe_index, report)
-    info = _info(
-        settings, source, labels, backend, time.perf_counter() - started, window_limit(settings, config)
-    )
-    report.say(f"ready: {info.backend} {info.precision} on {info.device} in {info.load_seconds:.2f} s")
+    max_tokens = window_limit(settings, config)
+    backend = _load_backend(source, settings, labels.unsafe_index, report, max_tokens)
+    info = _info(settings, source, labels, backend, time.perf_counter() - started, max_tokens)
+    rss = f", RSS {info.rss_bytes / 2**20:.0f} MiB" if info.rss_bytes else ""
+    report.say(f"ready: {info.backend} {info.precision} on {info.device} in {info.load_seconds:.2f} s{rss}")
     return CrestClassifier(
         info, runtime=backend.loaded.runtime, encoder=backend.encoder, labels=labels, settings=settings
     )
@@ -67,11 +77,17 @@ def window_limit(settings: ClassifierSettings, config: Mapping[str, Any]) -> int
 
 
 def _load_backend(
-    source: ModelSource, settings: ClassifierSettings, unsafe_index: int, report: PhaseReporter
+    source: ModelSource,
+    settings: ClassifierSettings,
+    unsafe_index: int,
+    report: PhaseReporter,
+    max_tokens: int,
 ) -> _Backend:
     try:
-        load = _load_onnx if settings.backend == "onnx" else _load_torch
-        backend = load(source, settings, unsafe_index, report)
+        if settings.backend == "auto":
+            backend = _load_auto(source, settings, unsafe_index, report, max_tokens)
+        else:
+            backend = _LOADERS[settings.backend](source, settings, unsafe_index, report)
         with report.phase("warm-up", "one forward pass"):
             specials = backend.encoder.specials
             backend.loaded.runtime.run(pad([[specials.bos_id, specials.eos_id]], specials.pad_id))
@@ -91,8 +107,8 @@ def _load_onnx(
         source, quantize=settings.quantize, cache_root=artifact_cache_dir(settings), report=report
     )
     precision = artifact.recipe.precision
-    if settings.device != "cpu":
-        report.say(f"load: device {settings.device!r} applies to the torch backend; onnx runs on the CPU")
+    if settings.device == "cuda" and settings.backend == "onnx":
+        report.say("load: device 'cuda' applies to the torch backends; onnx runs on the CPU")
     with report.phase("load", f"onnxruntime session ({precision}) from {artifact.model_file}"):
         loaded = load_onnx_runtime(
             artifact.model_file, threads=settings.threads, unsafe_index=unsafe_index, precision=precision
@@ -104,8 +120,6 @@ def _load_onnx(
 def _load_torch(
     source: ModelSource, settings: ClassifierSettings, unsafe_index: int, report: PhaseReporter
 ) -> _Backend:
-    from transformers import AutoTokenizer
-
     with report.phase("load", f"torch model on {settings.device} (quantize={settings.quantize})"):
         loaded = load_torch_runtime(
             source.path,
@@ -114,12 +128,82 @@ def _load_torch(
             threads=settings.threads,
             unsafe_index=unsafe_index,
         )
-        tokenizer = AutoTokenizer.from_pretrained(str(source.path), use_fast=True)
-        if not getattr(tokenizer, "is_fast", False):
-            raise ModelNotAvailableError(
-                f"{source.path} has no fast tokenizer; windowing needs tokenizer.json"
-            )
-    return _Backend(loaded=loaded, encoder=encoder_from_transformers(tokenizer), artifact=None)
+        encoder = _fast_encoder(source)
+    return _Backend(loaded=loaded, encoder=encoder, artifact=None)
+
+
+def _load_bf16(
+    source: ModelSource, settings: ClassifierSettings, unsafe_index: int, report: PhaseReporter
+) -> _Backend:
+    with report.phase("load", f"torch bf16 model on {settings.device}"):
+        loaded = load_bf16_runtime(
+            source.path, device=settings.device, threads=settings.threads, unsafe_index=unsafe_index
+        )
+        encoder = _fast_encoder(source)
+    return _Backend(loaded=loaded, encoder=encoder, artifact=None)
+
+
+def _fast_encoder(source: ModelSource) -> TokenEncoder:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source.path), use_fast=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelNotAvailableError(f"{source.path} has no fast tokenizer; windowing needs tokenizer.json")
+    return encoder_from_transformers(tokenizer)
+
+
+_LOADERS = {"onnx": _load_onnx, "torch": _load_torch, "bf16": _load_bf16}
+
+
+def _load_auto(
+    source: ModelSource,
+    settings: ClassifierSettings,
+    unsafe_index: int,
+    report: PhaseReporter,
+    max_tokens: int,
+) -> _Backend:
+    """onnx (always) and bf16 (where native), timed per batch shape; a backend that wins nothing is let go."""
+    onnx = _load_onnx(source, settings, unsafe_index, report)
+    machine = detect_machine(settings.threads, settings.device)
+    if not machine.native_bf16:
+        report.say(f"auto: onnx {onnx.loaded.precision} only (no native bf16 on {machine.describe()})")
+        return onnx
+    loaded = {f"onnx-{onnx.loaded.precision}": onnx.loaded}
+    with report.phase("load", f"torch bf16 model on {'cuda' if machine.gpu else 'cpu'} (auto candidate)"):
+        # Held only in ``loaded``: _route can then really free it when it wins nothing.
+        loaded["bf16"] = load_bf16_runtime(
+            source.path, device=settings.device, threads=settings.threads, unsafe_index=unsafe_index
+        )
+    plan = plan_tuning(
+        settings.max_batch_size,
+        max_tokens,
+        token_budget=settings.autotune_max_tokens,
+        iterations=settings.autotune_iterations,
+    )
+    selection = select_backends(
+        {name: lr.runtime for name, lr in loaded.items()},
+        plan=plan,
+        machine=machine,
+        specials=onnx.encoder.specials,
+        cache_dir=onnx.artifact.path if onnx.artifact else None,
+        report=report,
+    )
+    report_selection(selection, report)
+    return _Backend(_route(loaded, selection, report), onnx.encoder, onnx.artifact, selection)
+
+
+def _route(loaded: dict[str, LoadedRuntime], selection: Selection, report: PhaseReporter) -> LoadedRuntime:
+    wins = selection.table.wins()
+    for name in [n for n, count in wins.items() if count == 0]:
+        report.say(f"auto: {name} won no batch shape here; releasing it")
+        del loaded[name]
+    gc.collect()  # the released model's tensors go back to the allocator now, not at some later collection
+    if len(loaded) == 1:
+        return next(iter(loaded.values()))
+    runtimes = {name: lr.runtime for name, lr in loaded.items()}
+    devices = "+".join(sorted({lr.device for lr in loaded.values()}))
+    precision = "+".join(lr.precision for lr in loaded.values())
+    return LoadedRuntime(RoutedRuntime(runtimes, selection.table), device=devices, precision=precision)
 
 
 def _info(
@@ -143,4 +227,6 @@ def _info(
         load_seconds=seconds,
         max_tokens=max_tokens,
         device=backend.loaded.device,
+        selection=backend.selection,
+        rss_bytes=resident_bytes(),
     )

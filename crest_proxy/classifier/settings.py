@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MODEL = "repelloai/CREST-Base"
-BACKENDS = ("onnx", "torch")
+# auto: onnx int8 plus bf16 where this machine runs bf16 natively, each batch routed by measured speed.
+BACKENDS = ("auto", "onnx", "torch", "bf16")
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -17,9 +18,9 @@ class ClassifierSettings:
 
     model: str = DEFAULT_MODEL
     revision: str | None = None
-    backend: str = "onnx"
+    backend: str = "auto"
     quantize: bool = True
-    device: str = "cpu"
+    device: str = "auto"
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     max_queue: int = 4096
@@ -28,6 +29,10 @@ class ClassifierSettings:
     threads: int | None = None
     cache_dir: Path | None = None
     offline: bool | None = None
+    # backend "auto" times its backends once per machine (then reuses the result cached with the artifact):
+    # this many timed calls per backend and shape, on shapes of at most this many tokens per call.
+    autotune_iterations: int = 2
+    autotune_max_tokens: int = 1024
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -48,6 +53,8 @@ def _problems(s: ClassifierSettings) -> list[str]:
             "window_overlap must be >= 0 and smaller than window_tokens - 2",
         ),
         (s.threads is None or s.threads >= 1, "threads must be >= 1 or None"),
+        (s.autotune_iterations >= 1, "autotune_iterations must be >= 1"),
+        (s.autotune_max_tokens >= 16, "autotune_max_tokens must be >= 16"),
         (bool(s.model), "model must name a hub id or a directory"),
     ]
     return [message for ok, message in checks if not ok]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger("crest_proxy.classifier")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,16 @@ class ClassifierStats:
         return self.windows / self.model_calls if self.model_calls else 0.0
 
 
+class StatsObserver(Protocol):
+    """Told about each admission and model call as it happens (metrics histograms); must be quick."""
+
+    def admitted(self, queue_depth: int) -> None:
+        """Texts were queued; ``queue_depth`` texts now wait (these included)."""
+
+    def model_call(self, rows: int, seconds: float) -> None:
+        """One model call over ``rows`` windows took ``seconds``."""
+
+
 class StatsRecorder:
     """Counters updated by the callers and the worker thread under one lock."""
 
@@ -42,6 +56,26 @@ class StatsRecorder:
         self._batch_sizes: Counter[int] = Counter()
         self._model_seconds = 0.0
         self._queue_depth = 0
+        self._observers: tuple[StatsObserver, ...] = ()
+
+    def add_observer(self, observer: StatsObserver) -> Callable[[], None]:
+        """Call ``observer`` on every admission and model call; returns the function that stops it."""
+        with self._lock:
+            self._observers = (*self._observers, observer)
+
+        def remove() -> None:
+            with self._lock:
+                self._observers = tuple(o for o in self._observers if o is not observer)
+
+        return remove
+
+    def _notify(self, event: Callable[[StatsObserver], None]) -> None:
+        # Outside the lock, and an observer's bug must never fail a classification.
+        for observer in self._observers:
+            try:
+                event(observer)
+            except Exception:
+                log.exception("classifier stats observer failed")
 
     def admit(self, texts: int, limit: int | None) -> bool:
         """Count ``texts`` as queued unless that would pass ``limit`` (then count an overload)."""
@@ -52,7 +86,9 @@ class StatsRecorder:
             self._queue_depth += texts
             self._counts["requests"] += 1
             self._counts["texts"] += texts
-            return True
+            depth = self._queue_depth
+        self._notify(lambda o: o.admitted(depth))
+        return True
 
     def dequeued(self, texts: int) -> None:
         """The worker took ``texts`` off the queue."""
@@ -66,6 +102,7 @@ class StatsRecorder:
             self._counts["windows"] += rows
             self._batch_sizes[rows] += 1
             self._model_seconds += seconds
+        self._notify(lambda o: o.model_call(rows, seconds))
 
     def error(self, requests: int = 1) -> None:
         """``requests`` callers got a ClassifierError."""

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crest_proxy.classifier.settings import DEFAULT_MODEL, ClassifierSettings
+from crest_proxy.classifier.settings import BACKENDS, DEFAULT_MODEL, ClassifierSettings
 from crest_proxy.errors import ModelNotAvailableError
 
 
@@ -39,9 +39,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, backend: bool = True
     parser.add_argument("--revision", default=None, help="hub branch, tag or commit")
     parser.add_argument("--cache-dir", type=Path, default=None, help="artifact cache ($CREST_PROXY_CACHE)")
     if backend:
-        parser.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
+        parser.add_argument(
+            "--backend",
+            choices=BACKENDS,
+            default="auto",
+            help="auto (default): onnx int8 plus bf16 where native, each batch on the faster one",
+        )
         parser.add_argument("--no-quantize", action="store_true", help="run fp32 instead of int8")
-        parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="torch only")
+        parser.add_argument(
+            "--device", choices=("cpu", "cuda", "auto"), default="auto", help="torch and bf16 backends"
+        )
         parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
 
 
@@ -51,9 +58,9 @@ def settings_from_args(args: argparse.Namespace) -> ClassifierSettings:
         model=args.model,
         revision=args.revision,
         cache_dir=args.cache_dir,
-        backend=getattr(args, "backend", "onnx"),
+        backend=getattr(args, "backend", "auto"),
         quantize=not getattr(args, "no_quantize", False),
-        device=getattr(args, "device", "cpu"),
+        device=getattr(args, "device", "auto"),
         threads=getattr(args, "threads", None),
     )
 
@@ -127,10 +134,24 @@ def _describe_lines(report: dict[str, Any]) -> list[str]:
         flag = "current" if entry["current"] else "stale"
         size = entry["size_bytes"]
         lines.append(f"artifact:     {entry['path']}  onnx {entry['precision']}  {size} bytes  {flag}")
+        lines += _selection_lines(entry.get("selections") or [])
     if not report["artifacts"]:
         lines.append("artifact:     none (run `crest-proxy model quantize`)")
     if report["problem"]:
         lines.append(f"problem:      {report['problem']}")
+    return lines
+
+
+def _selection_lines(selections: list[dict[str, Any]]) -> list[str]:
+    """What backend ``auto`` chose per batch shape, for each machine that timed this artifact."""
+    from crest_proxy.classifier.autoselect import selection_from_dict
+    from crest_proxy.classifier.routing import describe_table
+
+    lines = []
+    for data in selections:
+        selection = selection_from_dict(data)
+        lines.append(f"auto timing:  {selection.machine.describe()}: {selection.summary()}")
+        lines += [f"                {row}" for row in describe_table(selection.table)]
     return lines
 
 

@@ -1,0 +1,128 @@
+"""What the load benchmark runs: generated models, the tenant policy, LiteLLM's config, server commands."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+BENCH = Path(__file__).resolve().parent
+PROXY_KEY = "sk-bench-proxy-key"  # the tenant's crest-proxy key (loopback only, throwaway)
+UPSTREAM_KEY = "sk-bench-upstream-key"  # what the proxies present to the fake upstream
+
+
+@dataclass(frozen=True)
+class Command:
+    """One server to start: its argv, extra environment, and the GET path that says it is ready."""
+
+    argv: list[str]
+    health: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def trigger_model(workdir: Path, progress: Callable[[str], None]) -> Path:
+    """The tiny generated trigger model (``crest-proxy model demo``'s), built once per workdir."""
+    from crest_proxy.synthetic import build_trigger_model
+
+    model_dir = workdir / "trigger-model"
+    marker = model_dir / ".complete"
+    if not marker.exists():
+        progress(f"generating the tiny trigger model in {model_dir} …")
+        build_trigger_model(model_dir)
+        marker.write_text("ok\n")
+    return model_dir
+
+
+def write_policy(directory: Path, upstream_url: str) -> Path:
+    """One tenant ("bench"): screen both directions (block at 0.5), two regex rules, keys from env."""
+    directory.mkdir(parents=True, exist_ok=True)
+    policy = {
+        "tenant": "bench",
+        "keys": ["env:BENCH_PROXY_KEY"],
+        "upstream": {
+            "provider": "openai",
+            "base_url": f"{upstream_url}/v1",
+            "api_key": "env:BENCH_UPSTREAM_KEY",
+        },
+        "inbound": {"action": "block", "threshold": 0.5},
+        "outbound": {"action": "block", "threshold": 0.5},
+        "rules": [
+            {
+                "name": "email",
+                "pattern": r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}",
+                "action": "redact",
+            },
+            {"name": "openai-api-key", "pattern": r"\bsk-[A-Za-z0-9_-]{20}", "action": "block"},
+        ],
+    }
+    (directory / "bench.yaml").write_text(yaml.safe_dump(policy))
+    return directory
+
+
+def crest_env(workdir: Path) -> dict[str, str]:
+    """Environment of every crest-proxy process: keys, offline, the benchmarks' ONNX artifact cache."""
+    return {
+        "BENCH_PROXY_KEY": PROXY_KEY,
+        "BENCH_UPSTREAM_KEY": UPSTREAM_KEY,
+        "HF_HUB_OFFLINE": "1",
+        "CREST_PROXY_CACHE": str(workdir / "artifacts"),
+    }
+
+
+def upstream_command(port: int, tokens: int, interval_ms: float) -> Command:
+    """The fake upstream (benchmarks/load_upstream.py)."""
+    argv = [sys.executable, str(BENCH / "load_upstream.py"), "--port", str(port), "--tokens", str(tokens)]
+    return Command(argv + ["--interval-ms", str(interval_ms)], "/health")
+
+
+def crest_cli_command(port: int, policies: Path, model: Path, audit: Path, workdir: Path) -> Command:
+    """``crest-proxy serve`` with the tiny model on torch fp32 (costs ~nothing: the proxy's own overhead)."""
+    exe = shutil.which("crest-proxy", path=str(Path(sys.executable).parent)) or "crest-proxy"
+    argv = [exe, "serve", "--policies", str(policies), "--host", "127.0.0.1", "--port", str(port),
+            "--model", str(model), "--backend", "torch", "--no-quantize", "--audit-log", str(audit),
+            "--log-level", "warning"]  # fmt: skip
+    return Command(argv, "/readyz", crest_env(workdir))
+
+
+def crest_launcher_command(port: int, policies: Path, audit: Path, workdir: Path, *extra: str) -> Command:
+    """benchmarks/load_crest.py: the same app as ``serve`` with a batch size flag or a no-op classifier."""
+    argv = [sys.executable, str(BENCH / "load_crest.py"), "--policies", str(policies), "--port", str(port),
+            "--audit-log", str(audit), "--cache-dir", str(workdir / "artifacts"), *extra]  # fmt: skip
+    return Command(argv, "/readyz", crest_env(workdir))
+
+
+def litellm_command(port: int, directory: Path, upstream_url: str) -> tuple[Command, str]:
+    """The LiteLLM proxy, one worker, no guardrails, no database; also returns its (random) master key.
+
+    LiteLLM refuses to start without a master key; with one, clients present it, as crest's clients
+    present their tenant key, so both proxies authenticate every request.
+    """
+    master = "sk-" + secrets.token_hex(24)
+    config = {
+        "model_list": [
+            {
+                "model_name": "bench-model",
+                "litellm_params": {
+                    "model": "openai/bench-model",
+                    "api_base": f"{upstream_url}/v1",
+                    "api_key": UPSTREAM_KEY,
+                },  # fmt: skip
+            }
+        ],
+    }
+    path = directory / "litellm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    exe = shutil.which("litellm", path=str(Path(sys.executable).parent)) or "litellm"
+    env = {
+        "LITELLM_MASTER_KEY": master,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_LOG": "ERROR",  # also silences uvicorn's per-request access log, as crest's is silenced
+    }
+    argv = [exe, "--config", str(path), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    return Command(argv, "/health/liveliness", env), master

@@ -1,0 +1,75 @@
+"""The access middleware: times each request, counts it by tenant / endpoint / status, writes the access log.
+
+One place for every request, streaming included (the time runs until the last body byte is sent), so
+endpoints need no metrics calls of their own. It must sit inside ``RequestIdMiddleware`` (which sets the
+request id it reads); the tenant is what ``proxy.authenticate`` stored in the request state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crest_proxy.logs import REQUEST_ID
+from crest_proxy.metrics import Metrics
+
+log = logging.getLogger("crest_proxy.access")
+OTHER = "other"  # the endpoint label of unknown paths, so that scanners cannot grow the label set
+
+
+class AccessMiddleware:
+    """Counts and logs every HTTP request (no bodies, no query strings: they may hold user text)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, paths: Collection[str]) -> None:
+        self.app = app
+        self._metrics = metrics
+        self._paths = frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        # Not reset afterwards on purpose: the error handler that logs an unexpected exception runs outside
+        # this middleware, in the same task, and should still name the request.
+        REQUEST_ID.set(state.get("request_id"))
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            self._record(scope, state, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, state: dict[str, object], status: int, seconds: float) -> None:
+        path = scope["path"]
+        endpoint = path if path in self._paths else OTHER
+        tenant = state.get("tenant")
+        tenant = tenant if isinstance(tenant, str) else None
+        self._metrics.observe_request(tenant, endpoint, status, seconds)
+        client = scope.get("client")
+        log.info(
+            "%s %s %d %.1fms",
+            scope["method"],
+            path[:200],
+            status,
+            seconds * 1000,
+            extra={
+                "request_id": state.get("request_id"),
+                "method": scope["method"],
+                "path": path[:200],
+                "status": status,
+                "tenant": tenant,
+                "duration_ms": round(seconds * 1000, 3),
+                "client": client[0] if client else None,
+            },
+        )

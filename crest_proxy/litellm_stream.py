@@ -1,0 +1,100 @@
+"""A LiteLLM stream screened like the proxy's own: chunks through ``ChoiceStream`` and the hold-back screener.
+
+Each chunk is handed over as the SSE event the proxy would have read from an upstream, and what comes back
+is turned into chunks of the same type again, so hold-back windows, redaction and ``content_filter``
+endings are the proxy's. Nothing here imports litellm: chunks only need ``model_dump`` and a constructor
+taking its output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from httpx_sse import ServerSentEvent
+
+from crest_proxy.guard import Screening
+from crest_proxy.holdback import StreamScreener
+from crest_proxy.policy import Policy
+from crest_proxy.streaming.choices import ChoiceStream
+from crest_proxy.streaming.dialect import Step
+from crest_proxy.streaming.relay import choice_count
+
+# A chunk's ``object`` -> the endpoint whose stream dialect it speaks.
+_OBJECTS = {"chat.completion.chunk": "chat.completions", "text_completion": "completions"}
+
+
+class StreamStopped(Exception):
+    """The stream had to stop: the classifier failed (policy fails closed), or its chunks cannot be screened.
+
+    ``error`` is OpenAI's error object for the client, ``status`` the HTTP status it stands for.
+    """
+
+    def __init__(self, error: Mapping[str, Any], status: int = 503) -> None:
+        super().__init__(str(error.get("message", "stream stopped")))
+        self.error, self.status = dict(error), status
+
+
+class ScreenedStream:
+    """One streamed answer, relayed chunk by chunk through the proxy's stream dialect and hold-back."""
+
+    def __init__(self, screener: StreamScreener, policy: Policy, request: Mapping[str, Any]) -> None:
+        self._screener, self._policy, self._request = screener, policy, request
+        self._dialect: ChoiceStream | None = None
+        self.endpoint = "chat.completions"
+
+    async def relay(self, response: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The screened chunks of ``response``; stops reading it when the answer is blocked."""
+        kind: type | None = None
+        async for chunk in response:
+            kind = kind or type(chunk)
+            step = await self._feed(chunk)
+            for out in _chunks(step, kind):
+                yield out
+            if step.stop:
+                return
+        if self._dialect is not None and kind is not None:
+            for out in _chunks(await self._dialect.feed(ServerSentEvent(data="[DONE]")), kind):
+                yield out
+
+    async def _feed(self, chunk: Any) -> Step:
+        data = chunk.model_dump(mode="json", exclude_none=True)
+        if self._dialect is None:
+            endpoint = _OBJECTS.get(str(data.get("object")))
+            if endpoint is None:  # never relay what cannot be screened (e.g. Responses API events)
+                message = f"Streams of {data.get('object') or data.get('type')!r} cannot be screened."
+                raise StreamStopped({"message": message, "type": "server_error", "code": "unscreenable"}, 500)
+            self.endpoint = endpoint
+            n = choice_count(self.endpoint, dict(self._request))
+            self._dialect = ChoiceStream(self.endpoint, self._screener, self._policy, choices=n)
+        return await self._dialect.feed(ServerSentEvent(data=json.dumps(data)))
+
+    def summary(self) -> Screening:
+        """Every window screened, as one outbound screening (for the audit record)."""
+        return self._screener.summary()
+
+    def audit_extra(self) -> dict[str, object]:
+        """The streaming figures the proxy's own stream records carry."""
+        stats = self._screener.stats()
+        outcome = self._dialect.outcome if self._dialect is not None else "completed"
+        return {
+            "outcome": outcome,
+            "stream_windows": stats.windows,
+            "max_holdback_chars": stats.max_holdback_chars,
+            "max_holdback_ms": stats.max_holdback_ms,
+        }
+
+
+def _chunks(step: Step, kind: type) -> Iterator[Any]:
+    """The litellm chunks for the frames of one step; an error frame (fail closed) raises."""
+    for frame in step.frames:
+        data = "\n".join(
+            line.removeprefix("data: ") for line in frame.decode().splitlines() if line.startswith("data: ")
+        )
+        if data == "[DONE]":
+            continue  # LiteLLM writes its own
+        value = json.loads(data)
+        if isinstance(value.get("error"), dict):
+            raise StreamStopped(value["error"])
+        yield kind(**value)
