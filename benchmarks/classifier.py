@@ -323,6 +323,8 @@ def header(args: argparse.Namespace, peaks: Peaks) -> str:
         f"- compute limit = flops_per_text(L) ÷ int8 MatMulInteger rate; flops_per_text counts every matmul "
         f"(0.170 GFLOP/token linear + attention 4·L·h per token per layer + head); "
         f"{flops_per_text(64) / 1e9:.2f} GFLOP per 64-token text",
+        "- % of compute limit: the same FLOPs ÷ the better of this CPU's int8 and bf16 rates above (what the "
+        "best backend could reach if every matmul ran at the hardware's best measured rate)",
         f"- per cell: 1 warm-up call, then ≥{args.min_iters} timed calls (n) and ≥{args.budget:g} s, fewer "
         f"only where that would exceed {args.max_cell:g} s; p95 over n ≤ 10 calls is the slowest call; "
         f"fresh random texts every call; tokens = sequence length INCLUDING <s> and </s>",
@@ -451,12 +453,25 @@ def targets_table(cells: Sequence[Cell], peaks: Peaks) -> str:
     return "\n".join(rows)
 
 
-def memory_table(infos: dict[str, Any]) -> str:
-    """What each variant loaded, and the process's resident memory right after loading it."""
-    rows = ["| variant | precision | device | RSS after load |", "|---|---|---|---:|"]
+def fresh_rss(name: str, args: argparse.Namespace, model_dir: Path) -> int | None:
+    """Resident memory right after loading ``name`` in a fresh process (this one holds earlier variants')."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_loaded_rss, (name, args, model_dir))
+
+
+def _loaded_rss(name: str, args: argparse.Namespace, model_dir: Path) -> int | None:
+    clf = load_variant(name, args, model_dir)
+    clf.close()
+    return clf.info.rss_bytes
+
+
+def memory_table(infos: dict[str, Any], rss: dict[str, int | None]) -> str:
+    """What each variant loaded, and a fresh process's resident memory right after loading it."""
+    rows = ["| variant | precision | device | RSS after load (fresh process) |", "|---|---|---|---:|"]
     for name, info in infos.items():
-        rss = info.get("rss_bytes")
-        size = f"{rss / 2**20:.0f} MiB" if rss else "?"
+        size = f"{rss[name] / 2**20:.0f} MiB" if rss.get(name) else "?"
         rows.append(f"| {name} | {info.get('precision')} | {info.get('device')} | {size} |")
     return "\n".join(rows)
 
@@ -553,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(concurrency_table(concurrency, args) + "\n")
     print(ratios_table(cells, concurrency, paired) + "\n")
     print(targets_table(cells, peaks) + "\n")
-    print(memory_table(infos) + "\n")
+    print(memory_table(infos, {name: fresh_rss(name, args, model_dir) for name in infos}) + "\n")
     if "auto" in infos:
         print(auto_lines(infos) + "\n")
     print(f"_total wall time {time.perf_counter() - started:.0f} s_")

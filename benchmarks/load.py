@@ -6,7 +6,7 @@
     python benchmarks/load.py --skip-litellm --skip-batching --json out.json
 
 Every server is its own process on 127.0.0.1: the fake upstream (load_upstream.py), ``crest-proxy serve``
-with the tiny generated trigger model (torch fp32: the model costs ~nothing, so the proxy's own overhead
+with the tiny generated trigger model (ONNX fp32: ~4 ms CPU a request, so the proxy's own overhead
 dominates), crest-proxy with a no-op classifier (load_crest.py --noop), and ``litellm --config`` (no
 guardrails). Clients (load_clients.py, aiohttp) run in this process. "Added" latency is the percentile
 through a proxy minus the same percentile sent straight to the upstream, at the same concurrency, in the
@@ -164,9 +164,9 @@ def header(args: argparse.Namespace, before: tuple[float, ...], after: tuple[flo
         f"{args.token_interval_ms:g} ms apart (≈{args.tokens * args.token_interval_ms / 1000:.1f} s each)",
         f"- clients: aiohttp in the benchmark process, back to back; {args.duration:g} s per target per cell "
         f"in {args.rounds} turn(s), targets alternating; every answer's text is checked",
-        "- crest = `crest-proxy serve` with the tiny generated trigger model (torch fp32, costs ~nothing); "
-        "crest-noop = the same app with a no-op classifier; litellm = `litellm --config` (1 worker, no "
-        "guardrails, master key); direct = straight to the fake upstream",
+        "- crest = `crest-proxy serve` with the tiny generated trigger model (ONNX fp32, ~4 ms CPU a "
+        "request); crest-noop = the same app with a no-op classifier; litellm = `litellm --config` "
+        "(1 worker, no guardrails, master key); direct = straight to the fake upstream",
     ])  # fmt: skip
 
 

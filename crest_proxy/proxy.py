@@ -321,14 +321,14 @@ def upstream_payload(answer: httpx.Response, *, secret: str | None) -> Any:
 async def list_models(request: Request) -> Response:
     """``GET /v1/models``: the tenant's upstream models (filtered by its allow-list, aliases added)."""
     gw = gateway_of(request)
+    policies = gw.store.current  # one snapshot: a reload mid-request cannot swap the key under us
     policy = authenticate(request, gw.store)
+    api_key = policies.upstream_api_key(policy.tenant)
     request_id = request.state.request_id
     client = await gw.upstreams.client_for(policy)
-    headers = upstream.forward_request_headers(
-        request.headers, api_key=gw.store.current.upstream_api_key(policy.tenant), request_id=request_id
-    )
+    headers = upstream.forward_request_headers(request.headers, api_key=api_key, request_id=request_id)
     answer = await upstream.get(client, "models", headers, total_s=policy.upstream.timeout.total)
-    payload = upstream_payload(answer, secret=gw.store.current.upstream_api_key(policy.tenant))
+    payload = upstream_payload(answer, secret=api_key)
     if answer.status_code < 400:
         payload = visible_models(policy, payload)
     return json_response(payload, answer.status_code, request_id)

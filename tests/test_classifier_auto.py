@@ -182,10 +182,14 @@ def test_a_second_start_reuses_the_timing_and_other_threads_retime(
     monkeypatch.setattr(autoselect, "time_backends", counted)
     cache = Path(first.cache_file or "").parents[2]
     settings = ClassifierSettings(model=str(trigger_model_dir), cache_dir=cache, **FAST)
-    again = load_classifier(settings)
+    messages: list[str] = []
+    again = load_classifier(settings, progress=messages.append)
     again.close()
     assert calls == [] and again.info.selection is not None and again.info.selection.reused
     assert again.info.selection.table == first.table
+    assert again.info.precision == auto_classifier.info.precision
+    # A backend the cached timing never picks is not even loaded (no torch import, no second model).
+    assert any("not loading it" in m for m in messages) == (first.table.wins()["bf16"] == 0)
     one_thread = load_classifier(
         ClassifierSettings(model=str(trigger_model_dir), cache_dir=cache, **{**FAST, "threads": 1})
     )

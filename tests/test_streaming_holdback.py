@@ -65,7 +65,7 @@ async def test_nothing_is_released_before_a_sentence_ends(classifier: CrestClass
     assert s.released("k") == "The sun is warm today. We walked"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(points=st.lists(st.integers(min_value=1, max_value=len(SAFE) - 1), max_size=12))
 def test_safe_text_comes_out_unchanged_and_hold_back_stays_under_the_window(
     classifier: CrestClassifier, points: list[int]
@@ -85,7 +85,7 @@ def test_safe_text_comes_out_unchanged_and_hold_back_stays_under_the_window(
     asyncio.run(run())
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(points=st.lists(st.integers(min_value=1, max_value=len(UNSAFE + SAFE) - 1), max_size=10))
 def test_an_unsafe_sentence_is_caught_however_it_is_chunked(
     classifier: CrestClassifier, points: list[int]

@@ -104,7 +104,24 @@ def selection_key(machine: Machine, plan: TuningPlan, candidates: Sequence[str])
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def select_backends(
+def cached_selection(
+    cache_dir: Path | None, machine: Machine, plan: TuningPlan, candidates: Sequence[str]
+) -> Selection | None:
+    """The timing saved for exactly this machine, plan and candidates, if any (nothing is loaded to ask)."""
+    file = selection_file(cache_dir, machine, plan, candidates)
+    found = read_selection(file) if file is not None else None
+    return found if found is not None and found.table.candidates == tuple(candidates) else None
+
+
+def selection_file(
+    cache_dir: Path | None, machine: Machine, plan: TuningPlan, candidates: Sequence[str]
+) -> Path | None:
+    """Where the timing for this machine, plan and candidates is cached (None: no cache directory)."""
+    key = selection_key(machine, plan, candidates)
+    return cache_dir / f"{FILE_PREFIX}{key}.json" if cache_dir is not None else None
+
+
+def tune_backends(
     runtimes: Mapping[str, Runtime],
     *,
     plan: TuningPlan,
@@ -113,15 +130,9 @@ def select_backends(
     cache_dir: Path | None,
     report: PhaseReporter,
 ) -> Selection:
-    """The cached table for this machine if there is one, else time the backends now and cache the result."""
-    key = selection_key(machine, plan, list(runtimes))
-    file = cache_dir / f"{FILE_PREFIX}{key}.json" if cache_dir is not None else None
-    cached = read_selection(file) if file is not None else None
-    if cached is not None and cached.table.candidates == tuple(runtimes):
-        report.say(f"auto: reusing the backend timing in {file}")
-        return cached
-    count = len(plan.shapes)
-    with report.phase("auto", f"timing {', '.join(runtimes)} on {count} batch shapes"):
+    """Time the loaded backends now and cache the result next to the artifact."""
+    file = selection_file(cache_dir, machine, plan, list(runtimes))
+    with report.phase("auto", f"timing {', '.join(runtimes)} on {len(plan.shapes)} batch shapes"):
         started = time.perf_counter()
         table = time_backends(runtimes, plan, specials)
         seconds = time.perf_counter() - started

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from crest_proxy.classifier.artifact import Artifact, ensure_artifact
-from crest_proxy.classifier.autoselect import plan_tuning, report_selection, select_backends
+from crest_proxy.classifier.autoselect import (
+    cached_selection,
+    plan_tuning,
+    report_selection,
+    tune_backends,
+)
 from crest_proxy.classifier.engine import CrestClassifier, ModelInfo
 from crest_proxy.classifier.labels import LabelMap, find_labels
 from crest_proxy.classifier.machine import detect_machine, resident_bytes
@@ -169,33 +174,44 @@ def _load_auto(
         report.say(f"auto: onnx {onnx.loaded.precision} only (no native bf16 on {machine.describe()})")
         return onnx
     loaded = {f"onnx-{onnx.loaded.precision}": onnx.loaded}
-    with report.phase("load", f"torch bf16 model on {'cuda' if machine.gpu else 'cpu'} (auto candidate)"):
-        # Held only in ``loaded``: _route can then really free it when it wins nothing.
-        loaded["bf16"] = load_bf16_runtime(
-            source.path, device=settings.device, threads=settings.threads, unsafe_index=unsafe_index
-        )
     plan = plan_tuning(
         settings.max_batch_size,
         max_tokens,
         token_budget=settings.autotune_max_tokens,
         iterations=settings.autotune_iterations,
     )
-    selection = select_backends(
-        {name: lr.runtime for name, lr in loaded.items()},
-        plan=plan,
-        machine=machine,
-        specials=onnx.encoder.specials,
-        cache_dir=onnx.artifact.path if onnx.artifact else None,
-        report=report,
-    )
+    cache_dir = onnx.artifact.path if onnx.artifact else None
+    selection = cached_selection(cache_dir, machine, plan, [*loaded, "bf16"])
+    if selection is not None:
+        report.say(f"auto: reusing the backend timing in {selection.cache_file}")
+        if not selection.table.wins()["bf16"]:
+            report.say("auto: bf16 won no batch shape in that timing; not loading it")
+    if selection is None or selection.table.wins()["bf16"]:
+        with report.phase("load", f"torch bf16 model on {'cuda' if machine.gpu else 'cpu'} (auto candidate)"):
+            # Held only in ``loaded``: _route can then really free it when it wins nothing.
+            loaded["bf16"] = load_bf16_runtime(
+                source.path, device=settings.device, threads=settings.threads, unsafe_index=unsafe_index
+            )
+    if selection is None:
+        runtimes = {name: lr.runtime for name, lr in loaded.items()}
+        selection = tune_backends(
+            runtimes,
+            plan=plan,
+            machine=machine,
+            specials=onnx.encoder.specials,
+            cache_dir=cache_dir,
+            report=report,
+        )
     report_selection(selection, report)
     return _Backend(_route(loaded, selection, report), onnx.encoder, onnx.artifact, selection)
 
 
 def _route(loaded: dict[str, LoadedRuntime], selection: Selection, report: PhaseReporter) -> LoadedRuntime:
     wins = selection.table.wins()
-    for name in [n for n, count in wins.items() if count == 0]:
-        report.say(f"auto: {name} won no batch shape here; releasing it")
+    for name in [n for n, count in wins.items() if count == 0 and n in loaded]:
+        rss = resident_bytes()
+        held = f" (RSS with both loaded: {rss / 2**20:.0f} MiB)" if rss else ""
+        report.say(f"auto: {name} won no batch shape here; releasing it{held}")
         del loaded[name]
     gc.collect()  # the released model's tensors go back to the allocator now, not at some later collection
     if len(loaded) == 1:

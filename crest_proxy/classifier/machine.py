@@ -77,8 +77,14 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+# Device nodes a CUDA (NVIDIA) or ROCm (AMD) driver creates on Linux: without one, torch sees no GPU.
+_GPU_NODES = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd")
+
+
 def cuda_device_name() -> str | None:
     """The first CUDA GPU's name, or None (torch is imported only here, and only to ask)."""
+    if platform.system() == "Linux" and not any(Path(node).exists() for node in _GPU_NODES):
+        return None  # importing torch just to hear "no" costs seconds and ~300 MB of a cached start
     import torch
 
     return str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
