@@ -47,7 +47,7 @@ class Score:
 
 @dataclass(frozen=True)
 class Span:
-    """A half-open character range ``[start, end)`` of a text, and what flagged it (a rule name or ``crest``)."""
+    """A half-open character range ``[start, end)`` of a text and what flagged it (a rule or ``crest``)."""
 
     start: int
     end: int

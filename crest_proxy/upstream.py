@@ -141,7 +141,7 @@ async def post_json(
     *,
     total_s: float,
 ) -> httpx.Response:
-    """POST a JSON body upstream and read the whole answer within ``total_s``; failures become ``UpstreamError``."""
+    """POST JSON upstream and read the whole answer within ``total_s``; failures become ``UpstreamError``."""
     try:
         return await asyncio.wait_for(client.post(path, json=body, headers=dict(headers)), total_s)
     except asyncio.TimeoutError as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
 from crest_proxy.synthetic import DEFAULT_TRIGGERS, build_trigger_model
 
 
@@ -26,3 +28,11 @@ def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests never reach the network: the hub client must answer from the cache or fail fast.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
+    """One loaded trigger-model classifier (torch fp32: the fastest to load) shared by the proxy tests."""
+    clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
+    yield clf
+    clf.close()

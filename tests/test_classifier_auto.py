@@ -14,6 +14,7 @@ from crest_proxy.classifier import (
     CrestClassifier,
     autoselect,
     load_classifier,
+    loader,
     machine,
 )
 from crest_proxy.classifier.autoselect import plan_tuning, selection_from_dict, synthetic_batch
@@ -227,6 +228,27 @@ def test_without_native_bf16_auto_runs_onnx_alone(
     classifier.close()
     assert classifier.info.selection is None and classifier.info.precision == "int8"
     assert any("no native bf16" in m for m in messages)
+
+
+def test_a_bf16_candidate_that_cannot_load_leaves_onnx_running(
+    trigger_model_dir: Path, artifact_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fakes for what cannot happen here: a bf16 CPU whose torch cannot load the model in bf16.
+    monkeypatch.setattr(machine, "read_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no bf16 kernels for this op")
+
+    monkeypatch.setattr(loader, "load_bf16_runtime", broken)
+    messages: list[str] = []
+    settings = ClassifierSettings(model=str(trigger_model_dir), cache_dir=artifact_dir.parents[1], **FAST)
+    classifier = load_classifier(settings, progress=messages.append)
+    try:
+        assert classifier.info.backend == "auto" and classifier.info.precision == "int8"
+        assert classifier.classify_sync(["kaboom"])[0].label == "unsafe"
+    finally:
+        classifier.close()
+    assert any("bf16 candidate failed to load" in m and "no bf16 kernels" in m for m in messages)
 
 
 def test_machine_probes_read_proc(tmp_path: Path) -> None:

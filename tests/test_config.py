@@ -91,7 +91,8 @@ def test_allowed_keys_are_listed_for_nested_models(tmp_path: Path) -> None:
         "tenant: a\nkeys: [env:K]\nupstream: {base_url: 'https://x', timeout: {reed: 1}}\ncolour: red\n",
     )
     problems = problems_of(path, {"K": "v"})
-    assert f"{path}: upstream.timeout.reed: unknown key; allowed keys: connect, read, write, pool, total" in problems
+    expected = f"{path}: upstream.timeout.reed: unknown key; allowed keys: connect, read, write, pool, total"
+    assert expected in problems
     assert any(
         p.startswith(f"{path}: colour: unknown key; allowed keys: tenant, keys, upstream,") for p in problems
     )

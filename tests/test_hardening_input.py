@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from starlette.testclient import TestClient
 
 from crest_proxy.app import create_app
 from crest_proxy.audit import MemoryAuditSink
-from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
+from crest_proxy.classifier import CrestClassifier
 from crest_proxy.config import ServerSettings, load_policies
 from tests.proxy_harness import key_of, write_policies
 
@@ -37,13 +36,6 @@ def upstream_ok(request: httpx.Request) -> httpx.Response:
     return httpx.Response(
         200, json={"id": "c", "object": "chat.completion", "model": "m", "choices": [choice]}
     )
-
-
-@pytest.fixture(scope="module")
-def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
-    clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
-    yield clf
-    clf.close()
 
 
 @pytest.fixture(scope="module")

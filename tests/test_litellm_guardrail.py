@@ -7,7 +7,7 @@ pins each decision and how LiteLLM is told about it, quickly and in-process.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from crest_proxy.audit import MemoryAuditSink
-from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
+from crest_proxy.classifier import CrestClassifier
 from crest_proxy.errors import ClassifierError, ConfigError
 from crest_proxy.guard import Guard
 from crest_proxy.types import Score
@@ -45,13 +45,6 @@ def policy_doc(**overrides: Any) -> dict[str, Any]:
         "redaction": {"placeholder": "[gone]"},
         **overrides,
     }
-
-
-@pytest.fixture(scope="module")
-def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
-    clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
-    yield clf
-    clf.close()
 
 
 class Plugin:

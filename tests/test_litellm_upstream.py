@@ -21,7 +21,7 @@ import yaml
 
 from crest_proxy.app import create_app
 from crest_proxy.audit import JsonlAuditSink
-from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
+from crest_proxy.classifier import CrestClassifier
 from crest_proxy.config import ServerSettings, load_policies, load_policy
 from crest_proxy.errors import ConfigError
 from crest_proxy.litellm_upstream import Refused, plan_call
@@ -90,13 +90,6 @@ class Relay:
         self.audit.flush_sync()
         lines = self.audit.path.read_text().splitlines()
         return [r for r in map(json.loads, lines) if r["request_id"] == request_id]
-
-
-@pytest.fixture(scope="module")
-def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
-    clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
-    yield clf
-    clf.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
+from crest_proxy.classifier import CrestClassifier
 from crest_proxy.guard import Guard
 from crest_proxy.metrics import Metrics
 from crest_proxy.policy import Policy
@@ -31,13 +31,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def value(text: str, name: str, **labels: str) -> float:
     return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-@pytest.fixture(scope="module")
-def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
-    clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
-    yield clf
-    clf.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,16 @@
-"""End to end: the real OpenAI SDK -> crest-proxy (uvicorn, loopback) -> a fake upstream, with a generated model."""
+"""End to end: the real OpenAI SDK -> crest-proxy (uvicorn, loopback) -> a fake upstream; generated model."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
-from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
+from crest_proxy.classifier import CrestClassifier
 from tests.openapi_schemas import assert_valid
 from tests.proxy_harness import UPSTREAM_KEY, Harness, key_of, running_proxy
-
-
-@pytest.fixture(scope="module")
-def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
-    clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
-    yield clf
-    clf.close()
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +325,7 @@ def test_roles_not_listed_in_policy_are_not_screened(harness: Harness) -> None:
     assert harness.upstream.last.body["messages"] == messages
 
 
-# --- authentication, isolation, errors -------------------------------------------------------------------------
+# --- authentication, isolation, errors ------------------------------------------------------------
 
 
 def test_missing_and_unknown_keys_get_401(harness: Harness) -> None:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from crest_proxy.app import create_app
-from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
+from crest_proxy.classifier import CrestClassifier
 from crest_proxy.config import ServerSettings, load_policies, load_policy_entry
 from crest_proxy.errors import ConfigError
 from crest_proxy.reload import merge
@@ -25,13 +25,6 @@ from tests.fake_upstream import FakeUpstream
 from tests.proxy_harness import Harness, key_of, running_proxy, write_policies
 
 UNSAFE = "how do I make a kaboom"
-
-
-@pytest.fixture(scope="module")
-def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
-    clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
-    yield clf
-    clf.close()
 
 
 @pytest.fixture

@@ -11,16 +11,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
+from crest_proxy.classifier import CrestClassifier
 from crest_proxy.config import load_policies
 from tests.proxy_harness import UPSTREAM_KEY, Harness, key_of, running_proxy, write_policies
-
-
-@pytest.fixture(scope="module")
-def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
-    clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
-    yield clf
-    clf.close()
 
 
 @pytest.fixture(scope="module")

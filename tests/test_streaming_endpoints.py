@@ -5,27 +5,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
+from crest_proxy.classifier import CrestClassifier
 from crest_proxy.streaming import sse
 from tests.openapi_schemas import assert_valid
 from tests.proxy_harness import Harness, key_of, running_proxy
 
 PIECES = ["Hello", " there. ", "How are", " you? ", "Fine."]
 UNSAFE = ["Here is", " a kab", "oom rec", "ipe. "]
-
-
-@pytest.fixture(scope="module")
-def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
-    clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
-    yield clf
-    clf.close()
 
 
 @pytest.fixture(scope="module")

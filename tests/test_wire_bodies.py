@@ -12,7 +12,6 @@ import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
-from tests.openapi_schemas import assert_valid
 
 from crest_proxy.errors import BadRequestError, ContentPolicyError, ProxyError, UpstreamTimeoutError
 from crest_proxy.wire import (
@@ -23,6 +22,7 @@ from crest_proxy.wire import (
     refusal_response,
     response_texts,
 )
+from tests.openapi_schemas import assert_valid
 
 MESSAGE = "This request was blocked by the content policy."
 CHAT_REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "bad"}]}

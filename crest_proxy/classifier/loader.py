@@ -18,7 +18,7 @@ from crest_proxy.classifier.autoselect import (
 )
 from crest_proxy.classifier.engine import CrestClassifier, ModelInfo
 from crest_proxy.classifier.labels import LabelMap, find_labels
-from crest_proxy.classifier.machine import detect_machine, resident_bytes
+from crest_proxy.classifier.machine import Machine, detect_machine, resident_bytes
 from crest_proxy.classifier.packing import pad
 from crest_proxy.classifier.progress import PhaseReporter, ProgressCallback
 from crest_proxy.classifier.routing import RoutedRuntime, Selection
@@ -187,11 +187,12 @@ def _load_auto(
         if not selection.table.wins()["bf16"]:
             report.say("auto: bf16 won no batch shape in that timing; not loading it")
     if selection is None or selection.table.wins()["bf16"]:
-        with report.phase("load", f"torch bf16 model on {'cuda' if machine.gpu else 'cpu'} (auto candidate)"):
+        try:
             # Held only in ``loaded``: _route can then really free it when it wins nothing.
-            loaded["bf16"] = load_bf16_runtime(
-                source.path, device=settings.device, threads=settings.threads, unsafe_index=unsafe_index
-            )
+            loaded["bf16"] = _auto_bf16(source, settings, unsafe_index, report, machine)
+        except Exception as exc:  # auto must never do worse than onnx alone
+            report.say(f"auto: the bf16 candidate failed to load ({type(exc).__name__}: {exc}); onnx only")
+            return onnx
     if selection is None:
         runtimes = {name: lr.runtime for name, lr in loaded.items()}
         selection = tune_backends(
@@ -204,6 +205,19 @@ def _load_auto(
         )
     report_selection(selection, report)
     return _Backend(_route(loaded, selection, report), onnx.encoder, onnx.artifact, selection)
+
+
+def _auto_bf16(
+    source: ModelSource,
+    settings: ClassifierSettings,
+    unsafe_index: int,
+    report: PhaseReporter,
+    machine: Machine,
+) -> LoadedRuntime:
+    with report.phase("load", f"torch bf16 model on {'cuda' if machine.gpu else 'cpu'} (auto candidate)"):
+        return load_bf16_runtime(
+            source.path, device=settings.device, threads=settings.threads, unsafe_index=unsafe_index
+        )
 
 
 def _route(loaded: dict[str, LoadedRuntime], selection: Selection, report: PhaseReporter) -> LoadedRuntime:
