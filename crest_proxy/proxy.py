@@ -171,7 +171,7 @@ async def parse_call(request: Request, endpoint: str, gw: Gateway) -> Call:
 
 def screened_slots(policy: Policy, direction: Direction, slots: list[wire.TextSlot]) -> list[wire.TextSlot]:
     """The slots the policy asks to screen (roles and tool-call arguments are configurable)."""
-    side = policy.inbound if direction is Direction.INBOUND else policy.outbound
+    side = policy.side(direction)
     roles = set(side.roles)
     return [
         s
