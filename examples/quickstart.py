@@ -2,6 +2,7 @@
 
 Start the proxy first (the README's "Run the proxy" command), then:
 
+    .venv/bin/pip install openai   # the SDK your application already uses
     .venv/bin/python examples/quickstart.py [--base-url http://127.0.0.1:8080/v1] [--key sk-crest-local]
 
 The unsafe prompt uses the word "kaboom", which the demo model (`crest-proxy model demo`) flags; with the
