@@ -9,6 +9,7 @@ import pytest
 
 from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
 from crest_proxy.synthetic import DEFAULT_TRIGGERS, build_trigger_model
+from tests.proxy_harness import Harness, running_proxy
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +37,10 @@ def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
     clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
     yield clf
     clf.close()
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory, classifier: CrestClassifier) -> Iterator[Harness]:
+    """crest-proxy on loopback in front of a fake upstream, one per test module (modules may override it)."""
+    with running_proxy(tmp_path_factory.mktemp("proxy"), classifier) as h:
+        yield h

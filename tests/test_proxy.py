@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import openai
 import pytest
 
-from crest_proxy.classifier import CrestClassifier
 from tests.openapi_schemas import assert_valid
-from tests.proxy_harness import UPSTREAM_KEY, Harness, key_of, running_proxy
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory, classifier: CrestClassifier) -> Iterator[Harness]:
-    with running_proxy(tmp_path_factory.mktemp("proxy"), classifier) as h:
-        yield h
+from tests.proxy_harness import UPSTREAM_KEY, Harness, key_of
 
 
 @pytest.fixture(autouse=True)

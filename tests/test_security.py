@@ -5,21 +5,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 
-from crest_proxy.classifier import CrestClassifier
 from crest_proxy.config import load_policies
-from tests.proxy_harness import UPSTREAM_KEY, Harness, key_of, running_proxy, write_policies
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory, classifier: CrestClassifier) -> Iterator[Harness]:
-    with running_proxy(tmp_path_factory.mktemp("security"), classifier) as h:
-        yield h
+from tests.proxy_harness import UPSTREAM_KEY, Harness, key_of, write_policies
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,16 +14,10 @@ from httpx_sse import connect_sse
 from crest_proxy.classifier import CrestClassifier
 from crest_proxy.streaming import sse
 from tests.openapi_schemas import assert_valid
-from tests.proxy_harness import Harness, key_of, running_proxy
+from tests.proxy_harness import Harness, key_of
 
 PIECES = ["Hello", " there. ", "How are", " you? ", "Fine."]
 UNSAFE = ["Here is", " a kab", "oom rec", "ipe. "]
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory, classifier: CrestClassifier) -> Iterator[Harness]:
-    with running_proxy(tmp_path_factory.mktemp("proxy"), classifier) as h:
-        yield h
 
 
 @pytest.fixture(autouse=True)
