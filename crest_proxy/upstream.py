@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -19,6 +20,7 @@ from crest_proxy.errors import UpstreamError, UpstreamTimeoutError
 from crest_proxy.policy import LiteLLMUpstream, Policy
 
 LITELLM_BASE_URL = "http://litellm.invalid/v1/"  # never resolved (RFC 6761): the transport answers
+UPSTREAM_LIMITS = httpx.Limits(max_connections=200, keepalive_expiry=5.0)  # per upstream
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus what the proxy must own itself (auth, host, length, cookies).
 _DROP_REQUEST = frozenset(
@@ -91,20 +93,26 @@ class UpstreamPool:
                     base_url=key.base_url.rstrip("/") + "/",
                     timeout=httpx.Timeout(connect=key.connect, read=key.read, write=key.write, pool=key.pool),
                     transport=self._transport_for(policy),
-                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                     follow_redirects=False,
                     trust_env=False,  # an HTTP(S)_PROXY in the environment must not silently reroute tenants
+                    # Tenants share a client per upstream: a cookie set in one tenant's answer must never be
+                    # sent with another tenant's request, so the client's jar accepts none.
+                    cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
                 )
                 self._clients[key] = client
             return client
 
-    def _transport_for(self, policy: Policy) -> httpx.AsyncBaseTransport | None:
-        """The injected transport, or for ``provider: litellm`` a transport calling litellm."""
-        if not isinstance(policy.upstream, LiteLLMUpstream):
-            return self._transport
-        from crest_proxy.litellm_upstream import LiteLLMTransport
+    def _transport_for(self, policy: Policy) -> httpx.AsyncBaseTransport:
+        """The injected transport, litellm's for ``provider: litellm``, else aiohttp's connection pool."""
+        if isinstance(policy.upstream, LiteLLMUpstream):
+            from crest_proxy.litellm_upstream import LiteLLMTransport
 
-        return LiteLLMTransport(policy.upstream, self._model_secrets(policy.tenant))
+            return LiteLLMTransport(policy.upstream, self._model_secrets(policy.tenant))
+        if self._transport is not None:
+            return self._transport
+        from crest_proxy.aiohttp_upstream import AiohttpTransport
+
+        return AiohttpTransport(limits=UPSTREAM_LIMITS)
 
     async def aclose(self) -> None:
         """Close every pooled client."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +155,86 @@ def test_an_upstream_that_trickles_forever_is_cut_off_by_the_total_deadline(tmp_
     assert response.status_code == 504
     assert "1s" in response.json()["error"]["message"]
     assert audit.records[0].extra["upstream_error"] == "upstream_timeout"
+
+
+def real_socket_upstream(tmp_path: Path, url: str) -> tuple[TestClient, MemoryAuditSink]:
+    """A proxy on its default upstream transport (aiohttp), pointed at ``url``, with a 0.5 s read timeout."""
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    environ = write_policies(policy_dir, url)
+    path = policy_dir / "blocker.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["upstream"]["timeout"] = {"read": 0.5}
+    path.write_text(yaml.safe_dump(doc))
+    audit = MemoryAuditSink()
+    app = create_app(
+        ServerSettings(policies_dir=policy_dir),
+        policies=load_policies(policy_dir, environ=environ),
+        classifier=SafeClassifier(),
+        audit=audit,
+    )
+    return TestClient(app, raise_server_exceptions=False), audit
+
+
+@contextmanager
+def socket_server(reply: bytes | None) -> Iterator[str]:
+    """A loopback TCP server that reads a request, then sends ``reply`` and hangs up (None: stays silent)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                if reply is None:
+                    stop.wait(5)
+                else:
+                    conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "code"),
+    [
+        pytest.param(b"", 502, "upstream_error", id="hangs-up-without-answering"),
+        pytest.param(b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n{", 502, "upstream_error", id="cut-body"),
+        pytest.param(None, 504, "upstream_timeout", id="silent"),
+    ],
+)
+def test_real_socket_failures_on_the_default_transport(
+    tmp_path: Path, reply: bytes | None, status: int, code: str
+) -> None:
+    with socket_server(reply) as url:
+        client, audit = real_socket_upstream(tmp_path, url)
+        with client:
+            response = post(client)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert audit.records[0].extra["upstream_error"] == code
+
+
+def test_a_refused_connection_on_the_default_transport_is_a_502(tmp_path: Path) -> None:
+    with socket_server(b"") as url:
+        pass  # closed: nothing listens on that port any more
+    client, audit = real_socket_upstream(tmp_path, url)
+    with client:
+        response = post(client)
+    assert response.status_code == 502
+    assert "could not be reached" in response.json()["error"]["message"]
+    assert audit.records[0].extra["upstream_error"] == "upstream_error"
 
 
 @pytest.mark.parametrize("failure", ["raise", "hang"])
