@@ -12,10 +12,12 @@ as a timeout. Here each aiohttp failure maps to the httpx error that httpcore wo
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
+import anyio
 import certifi
 import httpx
 
@@ -24,7 +26,8 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
     (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
     (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-    (TimeoutError, httpx.PoolTimeout),  # aiohttp's ``connect`` budget: waiting for a pooled connection
+    # Any other timeout is aiohttp's ``connect`` budget running out while waiting for a pooled connection.
+    (asyncio.TimeoutError, httpx.PoolTimeout),
     (aiohttp.ClientConnectorError, httpx.ConnectError),
     (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
     (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),  # body cut short or malformed framing
@@ -43,16 +46,45 @@ def _mapped(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
 
 
 def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
-    """httpx's per-request timeouts in aiohttp's terms (no write timeout there; requests are small JSON).
+    """httpx's per-request timeouts in aiohttp's terms (it has no write timeout: see ``_headers_budget``).
 
     ``total`` stays unset: streams run as long as the upstream keeps sending, and the proxy's own
-    ``upstream.timeout.total`` bounds whole exchanges.
+    ``upstream.timeout.total`` bounds whole answers, and the wait for each event of a stream.
     """
     t = request.extensions.get("timeout", {})
     connect, pool = t.get("connect"), t.get("pool")
     # aiohttp's ``connect`` covers waiting for a pool slot *and* connecting; httpx splits the two.
     budget = None if connect is None or pool is None else connect + pool
     return aiohttp.ClientTimeout(total=None, connect=budget, sock_connect=connect, sock_read=t.get("read"))
+
+
+# aiohttp warns (ResourceWarning) about bodies over 1 MiB given as bytes; larger ones go in 64 KiB pieces.
+_LARGE_BODY = 2**20
+_PIECE = 2**16
+
+
+def _payload(body: bytes) -> bytes | AsyncIterator[bytes] | None:
+    """What aiohttp sends: small bodies as they are, large ones piece by piece (httpx set content-length)."""
+    if not body:
+        return None
+    return body if len(body) <= _LARGE_BODY else _pieces(body)
+
+
+async def _pieces(body: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), _PIECE):
+        yield body[start : start + _PIECE]
+
+
+def _headers_budget(request: httpx.Request) -> float | None:
+    """How long connecting, sending the body and waiting for the answer's headers may take in all.
+
+    aiohttp has no write timeout, and its read timeout only starts once the body is sent: an upstream
+    that accepts the connection but never reads would hold a large request forever. Each phase has its
+    own httpx limit, so an exchange that keeps to all of them reaches the headers within their sum.
+    """
+    t = request.extensions.get("timeout", {})
+    phases = [t.get("connect"), t.get("pool"), t.get("write"), t.get("read")]
+    return None if any(p is None for p in phases) else float(sum(phases))
 
 
 class _Body(httpx.AsyncByteStream):
@@ -114,17 +146,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = self._open()
         body = await request.aread()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        sending = self._session.request(
+            request.method,
+            str(request.url),
+            headers=headers,
+            data=_payload(body),
+            allow_redirects=False,
+            timeout=_timeout(request),
+        )
+        budget = _headers_budget(request)
         try:
-            response = await self._session.request(
-                request.method,
-                str(request.url),
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                timeout=_timeout(request),
-            )
+            with anyio.move_on_after(budget) as waited:
+                response = await sending
         except Exception as exc:
             raise _mapped(exc, request) from exc
+        if waited.cancelled_caught:
+            # Our own deadline, not one of aiohttp's: the request body could not be sent in time.
+            raise httpx.WriteTimeout(
+                f"no answer headers within connect + pool + write + read ({budget:g}s)", request=request
+            )
         version = response.version
         extensions: dict[str, object] = {
             "http_version": f"HTTP/{version.major}.{version.minor}".encode() if version else b"HTTP/1.1",

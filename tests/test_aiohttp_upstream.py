@@ -102,6 +102,26 @@ async def test_a_json_exchange_keeps_method_path_headers_and_body() -> None:
     assert json.loads(seen[1][2]) == {"a": 2} and second.status_code == 200
 
 
+async def test_a_large_body_arrives_whole_with_its_content_length() -> None:
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, headers, body = await read_request(reader)
+        seen.append((headers, body))
+        writer.write(response_bytes(b"{}"))
+        await writer.drain()
+
+    body = bytes(range(256)) * (3 * 4096 + 7)  # about 3 MiB: sent in pieces, not as one bytes payload
+    async with raw_server(handler) as url, client_for(url) as client:
+        answer = await client.post(
+            "/v1/embeddings", content=body, headers={"content-type": "application/json"}
+        )
+    assert answer.status_code == 200
+    headers, received = seen[0]
+    assert received == body
+    assert headers["content-length"] == str(len(body)) and "transfer-encoding" not in headers
+
+
 async def test_a_gzip_answer_is_decoded_once() -> None:
     payload = gzip.compress(b'{"ok":"zipped"}')
 
@@ -181,6 +201,19 @@ async def test_a_silent_upstream_is_a_read_timeout() -> None:
     async with raw_server(handler) as url, client_for(url, read=0.2) as client:
         with pytest.raises(httpx.ReadTimeout):
             await client.get("/v1/models")
+
+
+async def test_an_upstream_that_never_reads_the_body_is_a_write_timeout() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(3600)  # accepts the connection, reads nothing
+
+    body = b"x" * (64 * 1024 * 1024)  # far more than the socket buffers hold
+    async with (
+        raw_server(handler) as url,
+        client_for(url, connect=0.2, pool=0.2, write=0.2, read=0.2) as client,
+    ):
+        with pytest.raises(httpx.WriteTimeout):
+            await client.post("/v1/embeddings", content=body)
 
 
 @pytest.mark.parametrize(

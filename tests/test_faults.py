@@ -157,6 +157,40 @@ def test_an_upstream_that_trickles_forever_is_cut_off_by_the_total_deadline(tmp_
     assert audit.records[0].extra["upstream_error"] == "upstream_timeout"
 
 
+class EventThenTrickle(httpx.AsyncByteStream):
+    """One SSE event, then a space every 50 ms forever: bytes keep coming, but never another event."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunk = {
+            **OK,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": "Hi. "}}],
+        }
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+        async for piece in Trickle():
+            yield piece
+
+
+def test_a_stream_that_trickles_without_events_is_cut_off_after_total_seconds(tmp_path: Path) -> None:
+    client, audit = make_client(
+        tmp_path,
+        lambda r: httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=EventThenTrickle()
+        ),
+        SafeClassifier(),
+        blocker={"timeout": {"total": 1}},
+    )
+    with client:
+        response = post(client, body={**CHAT, "stream": True})
+    assert response.status_code == 200
+    datas = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+    first, last = json.loads(datas[0]), json.loads(datas[-1])
+    assert first["choices"][0]["delta"]["content"] == "Hi. "  # what came before the stall was relayed
+    assert last["error"]["code"] == "upstream_timeout" and "1s" in last["error"]["message"]
+    outbound = [r for r in audit.records if r.direction == "outbound"]
+    assert outbound and outbound[0].extra["outcome"] == "upstream_error"
+
+
 def real_socket_upstream(tmp_path: Path, url: str) -> tuple[TestClient, MemoryAuditSink]:
     """A proxy on its default upstream transport (aiohttp), pointed at ``url``, with a 0.5 s read timeout."""
     policy_dir = tmp_path / "policies"

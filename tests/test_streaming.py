@@ -12,7 +12,9 @@ import openai
 import pytest
 from httpx_sse import connect_sse
 
+from crest_proxy.aiohttp_upstream import AiohttpTransport
 from crest_proxy.classifier import CrestClassifier
+from crest_proxy.upstream import UPSTREAM_LIMITS
 from tests.openapi_schemas import assert_valid
 from tests.proxy_harness import Harness, key_of, running_proxy
 from tests.servers import serve
@@ -38,10 +40,10 @@ class Rechunked(httpx.AsyncByteStream):
 
 
 class RechunkingTransport(httpx.AsyncBaseTransport):
-    """The real HTTP transport, with response bodies re-cut when ``chunk_size`` is set."""
+    """The proxy's own upstream transport, with response bodies re-cut when ``chunk_size`` is set."""
 
     def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        self.inner = AiohttpTransport(limits=UPSTREAM_LIMITS)
         self.chunk_size: int | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -166,7 +166,7 @@ class Relay:
             await self._finish()
 
     async def _relay(self) -> AsyncIterator[bytes]:
-        events = sse.events(self._answer)
+        events = sse.events(self._answer, idle_s=self._call.policy.upstream.timeout.total)
         try:
             async for event in events:
                 step = await self._dialect.feed(event)
@@ -184,7 +184,8 @@ class Relay:
         except httpx.HTTPError as exc:
             self.upstream_error = type(exc).__name__
             mapped = upstream.map_transport_error(exc)
-            step = await self._dialect.fail(mapped.message, mapped.code or "upstream_error")
+            message = str(exc) if isinstance(exc, sse.StreamStalled) else mapped.message
+            step = await self._dialect.fail(message, mapped.code or "upstream_error")
         finally:
             await events.aclose()
         await self._close_upstream()  # before the last frames: a blocked stream is not read any further

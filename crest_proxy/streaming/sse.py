@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+import anyio
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
@@ -21,17 +22,34 @@ class StreamBroken(Exception):
     """The upstream's event stream cannot be relayed further (invalid JSON, unexpected shape)."""
 
 
+class StreamStalled(httpx.ReadTimeout):
+    """No complete event arrived within the idle limit (a timeout, whatever bytes did arrive)."""
+
+
 def is_event_stream(response: httpx.Response) -> bool:
     """True when the upstream answered with ``text/event-stream``."""
     media_type = str(response.headers.get("content-type", "")).partition(";")[0].strip().lower()
     return media_type == "text/event-stream"
 
 
-async def events(response: httpx.Response) -> AsyncGenerator[ServerSentEvent, None]:
-    """The events of an upstream ``text/event-stream`` response, as they arrive."""
+async def events(
+    response: httpx.Response, *, idle_s: float | None = None
+) -> AsyncGenerator[ServerSentEvent, None]:
+    """The events of an upstream ``text/event-stream`` response, as they arrive.
+
+    ``idle_s`` bounds the wait for each next event. The transport's read timeout does not: an upstream
+    that trickles a byte at a time, or sends only comments, never trips it.
+    """
     source = EventSource(response).aiter_sse()
     try:
-        async for event in source:
+        while True:
+            with anyio.move_on_after(idle_s) as waited:
+                try:
+                    event = await anext(source)
+                except StopAsyncIteration:
+                    return
+            if waited.cancelled_caught:
+                raise StreamStalled(f"The upstream sent no complete event for {idle_s:g}s.")
             yield event
     finally:
         await source.aclose()
