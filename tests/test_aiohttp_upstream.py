@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+import trustme
 
 from crest_proxy.aiohttp_upstream import AiohttpTransport
 from crest_proxy.policy import Policy
@@ -23,8 +25,8 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 @asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[str]:
-    """A TCP server on 127.0.0.1 running ``handler`` per connection; yields its base URL."""
+async def raw_server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """A TCP (or, given ``tls``, TLS) server on 127.0.0.1 running ``handler`` per connection; its base URL."""
     tasks: set[asyncio.Task[None]] = set()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -39,10 +41,10 @@ async def raw_server(handler: Handler) -> AsyncIterator[str]:
             writer.close()
             tasks.discard(task)
 
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         for task in list(tasks):
             task.cancel()
@@ -280,3 +282,33 @@ async def test_a_cookie_one_tenants_answer_sets_never_reaches_another_tenants_re
         finally:
             await pool.aclose()
     assert cookies == [None, None]
+
+
+async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.write(response_bytes(b'{"tls":true}'))
+    await writer.drain()
+
+
+async def test_tls_upstreams_are_verified_against_public_roots() -> None:
+    # A certificate from a CA that no public trust store holds: what a man in the middle would present.
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_tls)
+    async with raw_server(answer_once, tls=server_tls) as url, client_for(url) as client:
+        with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+            await client.get("/v1/models")
+
+
+async def test_tls_works_end_to_end_with_a_trusted_certificate() -> None:
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    transport = AiohttpTransport(limits=UPSTREAM_LIMITS, verify=client_tls)
+    async with (
+        raw_server(answer_once, tls=server_tls) as url,
+        httpx.AsyncClient(transport=transport) as client,
+    ):
+        answer = await client.get(f"{url}/v1/models")
+    assert answer.json() == {"tls": True}
