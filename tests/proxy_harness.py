@@ -99,10 +99,14 @@ class Harness:
         content = body if isinstance(body, (bytes, str)) else json.dumps(body)
         return httpx.post(f"{self.proxy_url}{path}", content=content, headers=headers, timeout=30, **kwargs)
 
+    def audit_text(self) -> str:
+        """The audit log as it stands once every record queued so far is written."""
+        self.audit.flush_sync()
+        return self.audit_path.read_text()
+
     def records(self) -> list[dict[str, Any]]:
         """Every audit record written so far."""
-        self.audit.flush_sync()
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line]
+        return [json.loads(line) for line in self.audit_text().splitlines() if line]
 
     def records_for(self, request_id: str) -> list[dict[str, Any]]:
         """The audit records of one request."""
