@@ -65,9 +65,16 @@ class Trickle(httpx.AsyncByteStream):
 
 
 def make_client(
-    tmp_path: Path, handler: Callable[[httpx.Request], Any], classifier: Classifier, **policy_changes: Any
+    tmp_path: Path,
+    handler: Callable[[httpx.Request], Any] | None,
+    classifier: Classifier,
+    **policy_changes: Any,
 ) -> tuple[TestClient, MemoryAuditSink]:
-    """A TestClient over a proxy whose upstream is ``handler`` (an httpx MockTransport)."""
+    """A TestClient over a proxy whose upstream is ``handler`` (an httpx MockTransport).
+
+    With no handler the proxy uses its default transport, so ``policy_changes`` should set a real
+    ``base_url``.
+    """
     policy_dir = tmp_path / "policies"
     policy_dir.mkdir()
     environ = write_policies(policy_dir, "http://upstream.test")
@@ -81,7 +88,7 @@ def make_client(
         ServerSettings(policies_dir=policy_dir, classify_timeout_s=0.5),
         policies=load_policies(policy_dir, environ=environ),
         classifier=classifier,
-        transport=httpx.MockTransport(handler),
+        transport=None if handler is None else httpx.MockTransport(handler),
         audit=audit,
     )
     return TestClient(app, raise_server_exceptions=False), audit
@@ -193,21 +200,7 @@ def test_a_stream_that_trickles_without_events_is_cut_off_after_total_seconds(tm
 
 def real_socket_upstream(tmp_path: Path, url: str) -> tuple[TestClient, MemoryAuditSink]:
     """A proxy on its default upstream transport (aiohttp), pointed at ``url``, with a 0.5 s read timeout."""
-    policy_dir = tmp_path / "policies"
-    policy_dir.mkdir()
-    environ = write_policies(policy_dir, url)
-    path = policy_dir / "blocker.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["upstream"]["timeout"] = {"read": 0.5}
-    path.write_text(yaml.safe_dump(doc))
-    audit = MemoryAuditSink()
-    app = create_app(
-        ServerSettings(policies_dir=policy_dir),
-        policies=load_policies(policy_dir, environ=environ),
-        classifier=SafeClassifier(),
-        audit=audit,
-    )
-    return TestClient(app, raise_server_exceptions=False), audit
+    return make_client(tmp_path, None, SafeClassifier(), blocker={"base_url": url, "timeout": {"read": 0.5}})
 
 
 @contextmanager
