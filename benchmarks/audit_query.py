@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from crest_proxy.audit import record_to_json
-from crest_proxy.audit_chain import GENESIS, link, verify
-from crest_proxy.audit_tools import AuditQuery, find, summarise
+from crest_proxy.audit.chain import GENESIS, link, verify
+from crest_proxy.audit.query import AuditQuery, find, summarise
+from crest_proxy.audit.sink import record_to_json
 from crest_proxy.types import AuditRecord
 
 

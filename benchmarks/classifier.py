@@ -4,7 +4,7 @@
     python benchmarks/classifier.py                      # full grid (~20 min on 2 cores, first run longer)
     python benchmarks/classifier.py --quick --json out.json
 
-The model is generated (``crest_proxy.synthetic.build_random_model``: CREST-Base's exact shape, random
+The model is generated (``classifier.synthetic.build_random_model``: CREST-Base's exact shape, random
 weights, which cost exactly what trained ones cost), so nothing is downloaded. Generated checkpoints and
 ONNX artifacts are cached under ``--workdir`` so re-runs skip generation, export and quantization.
 Progress goes to stderr; the markdown tables go to stdout.
@@ -97,7 +97,7 @@ def flops_per_text(tokens: int) -> float:
 
 def ensure_model(workdir: Path, progress: Callable[[str], None]) -> Path:
     """The generated CREST-shaped checkpoint, built once per workdir (a marker file guards partial builds)."""
-    from crest_proxy.synthetic import build_random_model
+    from crest_proxy.classifier.synthetic import build_random_model
 
     model_dir = workdir / "xlm-roberta-base-random"
     marker = model_dir / ".complete"

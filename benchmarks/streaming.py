@@ -184,9 +184,10 @@ def proxy_row(name: str, classifier: Any, upstream_url: str, args: argparse.Name
     """Stream ``args.runs`` answers through a crest-proxy that screens with ``classifier``."""
     import yaml
 
-    from crest_proxy.app import create_app
-    from crest_proxy.audit import MemoryAuditSink
-    from crest_proxy.config import ServerSettings, load_policies
+    from crest_proxy.audit.sink import MemoryAuditSink
+    from crest_proxy.policy.files import load_policies
+    from crest_proxy.server.app import create_app
+    from crest_proxy.settings import ServerSettings
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         policy = {
@@ -222,7 +223,7 @@ def proxy_row(name: str, classifier: Any, upstream_url: str, args: argparse.Name
 def load_models(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
     """Loaders of the two classifiers, each building and caching its checkpoint on first use."""
     from crest_proxy.classifier import ClassifierSettings, load_classifier
-    from crest_proxy.synthetic import build_random_model, build_trigger_model
+    from crest_proxy.classifier.synthetic import build_random_model, build_trigger_model
 
     def cached(directory: Path, build: Callable[[Path], Any]) -> Path:
         marker = directory / ".complete"

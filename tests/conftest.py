@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
-from crest_proxy.synthetic import DEFAULT_TRIGGERS, build_trigger_model
+from crest_proxy.classifier.synthetic import DEFAULT_TRIGGERS, build_trigger_model
 from tests.proxy_harness import Harness, running_proxy
 
 

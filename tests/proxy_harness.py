@@ -13,10 +13,11 @@ import httpx
 import openai
 import yaml
 
-from crest_proxy.app import create_app
-from crest_proxy.audit import JsonlAuditSink
+from crest_proxy.audit.sink import JsonlAuditSink
 from crest_proxy.classifier.protocol import Classifier
-from crest_proxy.config import ServerSettings, load_policies
+from crest_proxy.policy.files import load_policies
+from crest_proxy.server.app import create_app
+from crest_proxy.settings import ServerSettings
 from tests.fake_upstream import FakeUpstream
 from tests.servers import serve
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import trustme
 
-from crest_proxy.aiohttp_upstream import AiohttpTransport
-from crest_proxy.policy import Policy
-from crest_proxy.upstream import UPSTREAM_LIMITS, UpstreamPool
+from crest_proxy.policy.model import Policy
+from crest_proxy.upstream.aiohttp_transport import AiohttpTransport
+from crest_proxy.upstream.pool import UPSTREAM_LIMITS, UpstreamPool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from crest_proxy.audit import (
+from crest_proxy.audit.sink import (
     AuditContent,
     AuditSink,
     JsonlAuditSink,

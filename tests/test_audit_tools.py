@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from crest_proxy.audit import JsonlAuditSink
-from crest_proxy.audit_chain import GENESIS, verify
-from crest_proxy.audit_files import in_rotation_order, rotated_siblings
-from crest_proxy.audit_tools import AuditQuery, find, parse_since, summarise
+from crest_proxy.audit.chain import GENESIS, verify
+from crest_proxy.audit.files import in_rotation_order, rotated_siblings
+from crest_proxy.audit.query import AuditQuery, find, parse_since, summarise
+from crest_proxy.audit.sink import JsonlAuditSink
 from crest_proxy.cli import main
 from crest_proxy.types import AuditRecord
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from crest_proxy.config import PolicySet, ServerSettings, hash_key, load_policies, load_policy
 from crest_proxy.errors import ConfigError
-from crest_proxy.policy import Policy
+from crest_proxy.policy.files import PolicySet, hash_key, load_policies, load_policy
+from crest_proxy.policy.model import Policy
+from crest_proxy.settings import ServerSettings
 from crest_proxy.types import Action, Direction
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies"
@@ -281,7 +282,7 @@ def test_shipped_policies_load(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_default_rules_catch_common_secrets(
     monkeypatch: pytest.MonkeyPatch, text: str, rule: str, action: Action
 ) -> None:
-    from crest_proxy.policy import evaluate
+    from crest_proxy.policy.model import evaluate
 
     monkeypatch.setenv("CREST_PROXY_KEY", "k")
     monkeypatch.setenv("OPENAI_API_KEY", "o")
@@ -293,7 +294,7 @@ def test_default_rules_catch_common_secrets(
 def test_default_rules_are_fast_on_long_adversarial_text(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from crest_proxy.policy import match_rules
+    from crest_proxy.policy.model import match_rules
 
     monkeypatch.setenv("CREST_PROXY_KEY", "k")
     monkeypatch.setenv("OPENAI_API_KEY", "o")

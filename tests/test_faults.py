@@ -16,11 +16,12 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from crest_proxy.app import create_app
-from crest_proxy.audit import MemoryAuditSink
+from crest_proxy.audit.sink import MemoryAuditSink
 from crest_proxy.classifier.protocol import Classifier
-from crest_proxy.config import ServerSettings, load_policies
 from crest_proxy.errors import ClassifierOverloadedError
+from crest_proxy.policy.files import load_policies
+from crest_proxy.server.app import create_app
+from crest_proxy.settings import ServerSettings
 from crest_proxy.types import Score
 from tests.proxy_harness import TENANTS, key_of, write_policies
 

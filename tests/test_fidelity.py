@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from crest_proxy.classifier import ClassifierSettings, load_classifier
-from crest_proxy.fidelity import build_fitted_classifier, compare, fidelity_examples
+from crest_proxy.classifier.fidelity import build_fitted_classifier, compare, fidelity_examples
 
 pytestmark = pytest.mark.slow
 

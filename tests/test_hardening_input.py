@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from crest_proxy.app import create_app
-from crest_proxy.audit import MemoryAuditSink
+from crest_proxy.audit.sink import MemoryAuditSink
 from crest_proxy.classifier import CrestClassifier
-from crest_proxy.config import ServerSettings, load_policies
+from crest_proxy.policy.files import load_policies
+from crest_proxy.server.app import create_app
+from crest_proxy.settings import ServerSettings
 from tests.proxy_harness import key_of, write_policies
 
 PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings"]

@@ -9,12 +9,13 @@ from types import SimpleNamespace
 
 import httpx
 
-from crest_proxy.app import create_app
-from crest_proxy.audit import JsonlAuditSink
-from crest_proxy.config import PolicySet, ServerSettings, load_policies
-from crest_proxy.guard import Guard
-from crest_proxy.ops import readiness
-from crest_proxy.proxy import PolicyStore
+from crest_proxy.audit.sink import JsonlAuditSink
+from crest_proxy.policy.files import PolicySet, load_policies
+from crest_proxy.screening.guard import Guard
+from crest_proxy.server.app import create_app
+from crest_proxy.server.endpoints import PolicyStore
+from crest_proxy.server.probes import readiness
+from crest_proxy.settings import ServerSettings
 from crest_proxy.types import Score
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_harness import key_of, running_proxy, write_policies

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crest_proxy.guard import Guard, RequestContext, audit_record
-from crest_proxy.language import MAX_CHARS, LanguageIdentifier, load_language_identifier
-from crest_proxy.policy import Policy
+from crest_proxy.policy.model import Policy
+from crest_proxy.screening.guard import Guard, RequestContext, audit_record
+from crest_proxy.screening.language import MAX_CHARS, LanguageIdentifier, load_language_identifier
 from crest_proxy.types import Action, Direction, Score
 from tests.proxy_harness import Harness, running_proxy
 

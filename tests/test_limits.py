@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from crest_proxy.limits import InflightLimitMiddleware
+from crest_proxy.server.limits import InflightLimitMiddleware
 
 
 async def test_requests_beyond_the_cap_are_refused_and_the_cap_recovers() -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from crest_proxy.audit import MemoryAuditSink
+from crest_proxy.audit.sink import MemoryAuditSink
 from crest_proxy.classifier import CrestClassifier
 from crest_proxy.errors import ClassifierError, ConfigError
-from crest_proxy.guard import Guard
+from crest_proxy.screening.guard import Guard
 from crest_proxy.types import Score
 
 # litellm downloads its model cost map when imported unless told otherwise; tests stay offline.
@@ -27,7 +27,7 @@ from fastapi import HTTPException  # noqa: E402
 from litellm.exceptions import ModifyResponseException  # noqa: E402
 from litellm.integrations.custom_guardrail import is_guardrail_intervention  # noqa: E402
 
-from crest_proxy.litellm_guardrail import CrestGuardrail, GuardrailRuntime  # noqa: E402
+from crest_proxy.integrations.litellm.guardrail import CrestGuardrail, GuardrailRuntime  # noqa: E402
 
 EMAIL = {"name": "email", "pattern": r"[\w.+-]+@[\w-]+\.[\w.]+", "action": "redact"}
 

@@ -19,13 +19,14 @@ import openai
 import pytest
 import yaml
 
-from crest_proxy.app import create_app
-from crest_proxy.audit import JsonlAuditSink
+from crest_proxy.audit.sink import JsonlAuditSink
 from crest_proxy.classifier import CrestClassifier
-from crest_proxy.config import ServerSettings, load_policies, load_policy
 from crest_proxy.errors import ConfigError
-from crest_proxy.litellm_upstream import Refused, plan_call
-from crest_proxy.policy import LiteLLMUpstream
+from crest_proxy.policy.files import load_policies, load_policy
+from crest_proxy.policy.model import LiteLLMUpstream
+from crest_proxy.server.app import create_app
+from crest_proxy.settings import ServerSettings
+from crest_proxy.upstream.litellm_transport import Refused, plan_call
 from tests.fake_upstream import FakeUpstream
 from tests.servers import serve
 

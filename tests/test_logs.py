@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crest_proxy.logs import REQUEST_ID, JsonFormatter, RequestIdFilter, configure_logging
+from crest_proxy.server.logs import REQUEST_ID, JsonFormatter, RequestIdFilter, configure_logging
 from crest_proxy.types import Score
 from tests.proxy_harness import running_proxy
 
@@ -47,7 +47,7 @@ def test_json_lines_carry_the_request_id_extras_and_exceptions(restore_logging: 
     assert (first["request_id"], first["tenant"], first["logger"]) == ("req_abc", "acme", "crest_proxy.test")
     assert first["ts"].endswith("+00:00")
     assert second["exc_type"] == "ValueError" and "bad thing" in second["exc"]
-    assert logging.getLogger("uvicorn.access").disabled  # replaced by crest_proxy.access
+    assert logging.getLogger("uvicorn.access").disabled  # replaced by crest_proxy.server.access
     assert logging.getLogger("httpx").level == logging.WARNING  # no second line per upstream call
 
 
@@ -91,7 +91,7 @@ def test_access_log_has_one_line_per_request_and_never_the_prompt(
         stamp.filter(record)
         lines.append(json.loads(formatter.format(record)))
     assert not [line for line in lines if secret in json.dumps(line)]  # not in any log line, query included
-    access = [line for line in lines if line["logger"] == "crest_proxy.access"]
+    access = [line for line in lines if line["logger"] == "crest_proxy.server.access"]
     assert [(a["request_id"], a["tenant"], a["status"], a["path"], a["method"]) for a in access] == [
         (ok.headers["x-request-id"], "blocker", 200, "/v1/chat/completions", "POST"),
         (denied.headers["x-request-id"], None, 401, "/v1/chat/completions", "POST"),

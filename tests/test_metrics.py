@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from crest_proxy.classifier import CrestClassifier
-from crest_proxy.guard import Guard
-from crest_proxy.metrics import Metrics
-from crest_proxy.policy import Policy
+from crest_proxy.policy.model import Policy
+from crest_proxy.screening.guard import Guard
+from crest_proxy.server.metrics import Metrics
 from crest_proxy.types import Direction, Score
 from tests.proxy_harness import Harness, running_proxy
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from crest_proxy.policy import (
+from crest_proxy.policy.model import (
     NO_SCORE,
     Policy,
     RuleMatch,
@@ -328,7 +328,7 @@ def test_redact_changes_nothing_outside_spans(
 
 def test_policy_module_imports_no_io_or_ml_libraries() -> None:
     code = (
-        "import sys, crest_proxy.policy\n"
+        "import sys, crest_proxy.policy.model\n"
         "heavy = {'yaml', 'httpx', 'starlette', 'torch', 'transformers', 'onnxruntime', 'optimum'}\n"
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
     )

@@ -16,11 +16,12 @@ import httpx
 import pytest
 import yaml
 
-from crest_proxy.app import create_app
 from crest_proxy.classifier import CrestClassifier
-from crest_proxy.config import ServerSettings, load_policies, load_policy_entry
 from crest_proxy.errors import ConfigError
-from crest_proxy.reload import merge
+from crest_proxy.policy.files import load_policies, load_policy_entry
+from crest_proxy.policy.reload import merge
+from crest_proxy.server.app import create_app
+from crest_proxy.settings import ServerSettings
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_harness import Harness, key_of, running_proxy, write_policies
 
@@ -85,12 +86,12 @@ def test_a_changed_file_takes_effect_within_two_seconds(harness: Harness) -> Non
 def test_a_broken_file_keeps_the_previous_policy_logs_and_counts(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="crest_proxy.reload")
+    caplog.set_level(logging.ERROR, logger="crest_proxy.policy.reload")
     edit(harness.policy_dir, "blocker.yaml", lambda doc: doc["inbound"].update(threshold=7))  # type: ignore[arg-type]
     eventually(lambda: metric(harness, 'crest_policy_reload_errors_total{file="blocker.yaml"}') == 1)
     assert chat(harness, UNSAFE).status_code == 400  # still the previous (valid) policy
     assert chat(harness, "hello", tenant="logger").status_code == 200  # other tenants untouched
-    (message,) = [r.getMessage() for r in caplog.records if r.name == "crest_proxy.reload"]
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "crest_proxy.policy.reload"]
     assert "blocker.yaml: inbound.threshold:" in message and "previous policy stays in force" in message
     ready = httpx.get(f"{harness.proxy_url}/readyz").json()
     assert "kept previous policies for blocker.yaml" in ready["checks"]["policies"]["detail"]

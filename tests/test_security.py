@@ -10,7 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from crest_proxy.config import load_policies
+from crest_proxy.policy.files import load_policies
 from tests.proxy_harness import UPSTREAM_KEY, Harness, key_of, write_policies
 
 

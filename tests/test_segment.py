@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crest_proxy.segment import Segment, complete_prefix, segment
+from crest_proxy.screening.segment import Segment, complete_prefix, segment
 
 
 def pieces(text: str, max_chars: int = 400) -> list[str]:

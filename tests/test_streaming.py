@@ -12,9 +12,9 @@ import openai
 import pytest
 from httpx_sse import connect_sse
 
-from crest_proxy.aiohttp_upstream import AiohttpTransport
 from crest_proxy.classifier import CrestClassifier
-from crest_proxy.upstream import UPSTREAM_LIMITS
+from crest_proxy.upstream.aiohttp_transport import AiohttpTransport
+from crest_proxy.upstream.pool import UPSTREAM_LIMITS
 from tests.openapi_schemas import assert_valid
 from tests.proxy_harness import Harness, key_of, running_proxy
 from tests.servers import serve

@@ -200,7 +200,7 @@ def test_json_of_rejects_what_it_cannot_relay() -> None:
 
 
 def _policy(action: str = "block") -> Any:
-    from crest_proxy.policy import Policy
+    from crest_proxy.policy.model import Policy
 
     return Policy.model_validate(
         {
@@ -252,8 +252,8 @@ def _function_call_events(arguments: list[str]) -> list[dict[str, Any]]:
 
 
 async def test_responses_function_call_arguments_are_screened(classifier: CrestClassifier) -> None:
-    from crest_proxy.guard import Guard
-    from crest_proxy.holdback import StreamScreener
+    from crest_proxy.screening.guard import Guard
+    from crest_proxy.screening.holdback import StreamScreener
     from crest_proxy.streaming.responses import ResponseStream
 
     def dialect() -> ResponseStream:
@@ -271,8 +271,8 @@ async def test_responses_function_call_arguments_are_screened(classifier: CrestC
 
 
 async def test_an_upstream_error_event_mid_stream_is_passed_on(classifier: CrestClassifier) -> None:
-    from crest_proxy.guard import Guard
-    from crest_proxy.holdback import StreamScreener
+    from crest_proxy.screening.guard import Guard
+    from crest_proxy.screening.holdback import StreamScreener
     from crest_proxy.streaming.choices import ChoiceStream
 
     policy = _policy()

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
-from crest_proxy.guard import Guard
-from crest_proxy.holdback import Release, StreamScreener
-from crest_proxy.policy import Policy
+from crest_proxy.policy.model import Policy
+from crest_proxy.screening.guard import Guard
+from crest_proxy.screening.holdback import Release, StreamScreener
 from crest_proxy.types import Action, Score
 
 SAFE = "The sun is warm today. We walked to the old harbour, then had tea! Was it good? Yes.\nBye."

@@ -50,8 +50,8 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Check every line's hash and link; print the first break (exit 1) or a summary (exit 0)."""
-    from crest_proxy.audit_chain import GENESIS, verify
-    from crest_proxy.audit_files import in_rotation_order
+    from crest_proxy.audit.chain import GENESIS, verify
+    from crest_proxy.audit.files import in_rotation_order
 
     files = in_rotation_order(args.files)
     if (missing := _missing(files)) is not None:
@@ -69,7 +69,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_query(args: argparse.Namespace) -> int:
     """Print matching records: a line each (or the raw JSON lines with ``--json``)."""
-    from crest_proxy.audit_tools import find
+    from crest_proxy.audit.query import find
 
     query = _query(args)
     if isinstance(query, int):
@@ -85,7 +85,7 @@ def run_query(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     """Print counts per tenant, action, direction, language and rule, and the blocked rate over time."""
-    from crest_proxy.audit_tools import find, summarise
+    from crest_proxy.audit.query import find, summarise
 
     query = _query(args)
     if isinstance(query, int):
@@ -115,7 +115,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def _query(args: argparse.Namespace) -> Any:
     """The ``AuditQuery`` of the filters given, or an exit code after printing what is wrong."""
-    from crest_proxy.audit_tools import AuditQuery, parse_since
+    from crest_proxy.audit.query import AuditQuery, parse_since
 
     if (missing := _missing(args.files)) is not None:
         return missing

@@ -157,7 +157,7 @@ def _selection_lines(selections: list[dict[str, Any]]) -> list[str]:
 
 def demo_command(args: argparse.Namespace) -> int:
     """Write the generated trigger model (a real XLM-R classifier) to a directory, once."""
-    from crest_proxy.synthetic import DEFAULT_TRIGGERS, build_trigger_model
+    from crest_proxy.classifier.synthetic import DEFAULT_TRIGGERS, build_trigger_model
 
     target: Path = args.directory
     if (target / "config.json").is_file() and (target / "synthetic.json").is_file():

@@ -28,8 +28,8 @@ def register(subparsers: Any) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Validate ``args.directory``; print every problem to stderr (exit 1) or a summary (exit 0)."""
-    from crest_proxy.config import load_policies
     from crest_proxy.errors import ConfigError
+    from crest_proxy.policy.files import load_policies
 
     try:
         policies = load_policies(args.directory)
@@ -43,7 +43,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_hash_key(args: argparse.Namespace) -> int:
     """Print ``sha256:<hex>`` of the key given, or of stdin's first line."""
-    from crest_proxy.config import hash_key
+    from crest_proxy.policy.files import hash_key
 
     key = args.key if args.key is not None else sys.stdin.readline().rstrip("\r\n")
     if not key:

@@ -57,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     """Validate, load, serve; configuration and model problems print one clear message and exit 1."""
     import uvicorn
 
-    from crest_proxy.app import create_app
     from crest_proxy.classifier import ClassifierSettings, load_classifier
-    from crest_proxy.config import ServerSettings, load_policies
     from crest_proxy.errors import ConfigError, ModelNotAvailableError
-    from crest_proxy.logs import configure_logging
+    from crest_proxy.policy.files import load_policies
+    from crest_proxy.server.app import create_app
+    from crest_proxy.server.logs import configure_logging
+    from crest_proxy.settings import ServerSettings
 
     configure_logging(args.log_level, args.log_format)
     try:

@@ -1,12 +1,5 @@
-"""Streamed completions (``stream: true``), screened with a bounded hold-back before any byte is sent.
+"""Stream dialects: how chat/completions chunks and Responses API events carry text, and SSE framing.
 
-``relay`` owns the upstream stream and the audit; ``choices`` (chat, legacy completions) and
-``responses`` (Responses API events) rewrite each dialect's events; ``crest_proxy.holdback`` decides
-what text may go.
+Pure over event payloads: ``server.relay`` owns the upstream stream, the hold-back lives in
+``screening.holdback``. Nothing here imports a web framework or an HTTP client.
 """
-
-from __future__ import annotations
-
-from crest_proxy.streaming.relay import stream_completion
-
-__all__ = ["stream_completion"]

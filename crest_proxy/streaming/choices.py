@@ -16,8 +16,8 @@ from typing import Any
 from httpx_sse import ServerSentEvent
 
 from crest_proxy import wire
-from crest_proxy.holdback import Release, StreamScreener
-from crest_proxy.policy import Policy
+from crest_proxy.policy.model import Policy
+from crest_proxy.screening.holdback import Release, StreamScreener
 from crest_proxy.streaming.chunks import Key, chat_delta, choice_index, choice_texts, completion_chunk, prune
 from crest_proxy.streaming.dialect import Step
 from crest_proxy.streaming.paths import get_at, set_at

@@ -16,8 +16,8 @@ from typing import Any
 
 from httpx_sse import ServerSentEvent
 
-from crest_proxy.holdback import Release, StreamScreener
-from crest_proxy.policy import Policy
+from crest_proxy.policy.model import Policy
+from crest_proxy.screening.holdback import Release, StreamScreener
 from crest_proxy.streaming.dialect import Step
 from crest_proxy.streaming.paths import Path, get_at, set_at
 from crest_proxy.streaming.sse import json_frame, json_of

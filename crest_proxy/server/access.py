@@ -13,10 +13,10 @@ from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crest_proxy.logs import REQUEST_ID
-from crest_proxy.metrics import Metrics
+from crest_proxy.server.logs import REQUEST_ID
+from crest_proxy.server.metrics import Metrics
 
-log = logging.getLogger("crest_proxy.access")
+log = logging.getLogger("crest_proxy.server.access")
 OTHER = "other"  # the endpoint label of unknown paths, so that scanners cannot grow the label set
 
 

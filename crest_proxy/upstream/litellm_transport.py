@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from crest_proxy import wire
-from crest_proxy.policy import LiteLLMModel, LiteLLMUpstream
+from crest_proxy.policy.model import LiteLLMModel, LiteLLMUpstream
 
 # OpenAI request parameters forwarded per endpoint. Anything else is refused: litellm also reads routing
 # and credential keywords (api_base, api_key, aws_*, extra_headers …) that a client must never set.

@@ -18,16 +18,23 @@ import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
-from crest_proxy import upstream
 from crest_proxy.errors import UpstreamError
-from crest_proxy.guard import Screening, audit_record
-from crest_proxy.holdback import StreamScreener
-from crest_proxy.proxy import ENDPOINTS, Call, Gateway, json_response, upstream_payload, write_audit
+from crest_proxy.screening.guard import Screening, audit_record
+from crest_proxy.screening.holdback import StreamScreener
+from crest_proxy.server.endpoints import (
+    ENDPOINTS,
+    Call,
+    Gateway,
+    json_response,
+    upstream_payload,
+    write_audit,
+)
 from crest_proxy.streaming import sse
 from crest_proxy.streaming.choices import ChoiceStream
 from crest_proxy.streaming.dialect import Dialect
 from crest_proxy.streaming.responses import ResponseStream
 from crest_proxy.types import AuditRecord
+from crest_proxy.upstream import pool as upstream
 
 log = logging.getLogger("crest_proxy.streaming")
 

@@ -14,9 +14,9 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from crest_proxy.guard import Guard, Screening, TextDecision
-from crest_proxy.policy import NO_SCORE, Policy, redact, threshold_for
-from crest_proxy.segment import complete_prefix, segment
+from crest_proxy.policy.model import NO_SCORE, Policy, redact, threshold_for
+from crest_proxy.screening.guard import Guard, Screening, TextDecision
+from crest_proxy.screening.segment import complete_prefix, segment
 from crest_proxy.types import Action, Direction, Span, Verdict
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crest_proxy.config import (
+from crest_proxy.errors import ConfigError
+from crest_proxy.policy.files import (
     PolicyEntry,
     PolicySet,
     assemble_policies,
@@ -26,9 +27,8 @@ from crest_proxy.config import (
     policy_entries,
     policy_files,
 )
-from crest_proxy.errors import ConfigError
 
-log = logging.getLogger("crest_proxy.reload")
+log = logging.getLogger("crest_proxy.policy.reload")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
-from crest_proxy.audit_chain import GENESIS, last_hash, link
-from crest_proxy.audit_files import RotatingFile, rotated_siblings
+from crest_proxy.audit.chain import GENESIS, last_hash, link
+from crest_proxy.audit.files import RotatingFile, rotated_siblings
 from crest_proxy.types import AuditRecord
 
 AUDIT_MODES = ("none", "hash", "redacted", "full")

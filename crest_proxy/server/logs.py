@@ -73,7 +73,7 @@ def configure_logging(level: str = "info", fmt: str = "text", stream: IO[str] | 
         # uvicorn's own handlers would print a second, unstructured copy: let them propagate to ours.
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # The access log is ours (crest_proxy.access: request id, tenant, status, duration), not uvicorn's, and
+    # The access log is ours (server.access: request id, tenant, status, duration), not uvicorn's, and
     # httpx's line per upstream call would double it: its warnings and errors still show.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

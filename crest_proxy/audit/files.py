@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-log = logging.getLogger("crest_proxy.audit")
+log = logging.getLogger("crest_proxy.audit.sink")
 _SUFFIX = re.compile(r"\.(\d{8}T\d{6}\.\d{6}Z)(?:-(\d+))?$")
 
 

@@ -15,9 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crest_proxy import upstream, wire
-from crest_proxy.audit import AuditSink
-from crest_proxy.config import PolicySet, ServerSettings
+from crest_proxy import wire
+from crest_proxy.audit.sink import AuditSink
 from crest_proxy.errors import (
     AuthenticationError,
     BadRequestError,
@@ -29,10 +28,13 @@ from crest_proxy.errors import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from crest_proxy.guard import Guard, RequestContext, Screening, audit_record
-from crest_proxy.metrics import Metrics
-from crest_proxy.policy import Policy
+from crest_proxy.policy.files import PolicySet
+from crest_proxy.policy.model import Policy
+from crest_proxy.screening.guard import Guard, RequestContext, Screening, audit_record
+from crest_proxy.server.metrics import Metrics
+from crest_proxy.settings import ServerSettings
 from crest_proxy.types import Action, Direction
+from crest_proxy.upstream import pool as upstream
 
 # Endpoint name (as wire.py knows it) -> path under /v1 (also the upstream path relative to base_url).
 ENDPOINTS: dict[str, str] = {
@@ -251,7 +253,7 @@ async def handle_completion(request: Request, endpoint: str) -> Response:
         await write_audit(gw, call, inbound, None)
         return refusal
     if body.get("stream") is True:
-        from crest_proxy.streaming import stream_completion
+        from crest_proxy.server.relay import stream_completion
 
         return await stream_completion(gw, call, body, inbound)
     return await forward_and_screen(gw, call, body, inbound)

@@ -20,8 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from crest_proxy.types import Action, Direction, Span, Verdict
-from crest_proxy.validation import (
+from crest_proxy.policy.validation import (
     BaseUrl,
     ContextChars,
     EnvRef,
@@ -36,6 +35,7 @@ from crest_proxy.validation import (
     dotted,
     invalid,
 )
+from crest_proxy.types import Action, Direction, Span, Verdict
 
 # Verdict.score when the classifier gave no score (unavailable): below every threshold, never a P(unsafe).
 NO_SCORE = -1.0

@@ -14,19 +14,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from crest_proxy.audit import content_for_audit
+from crest_proxy.audit.sink import content_for_audit
 from crest_proxy.classifier.protocol import Classifier
 from crest_proxy.errors import ClassifierError, ClassifierOverloadedError
-from crest_proxy.policy import Policy, evaluate, redact, threshold_for
-from crest_proxy.segment import segment
+from crest_proxy.policy.model import Policy, evaluate, redact, threshold_for
+from crest_proxy.screening.segment import segment
 from crest_proxy.types import Action, AuditRecord, Direction, Score, Span, Verdict
 
-log = logging.getLogger("crest_proxy.guard")
+log = logging.getLogger("crest_proxy.screening.guard")
 
 # Sentences are what redaction replaces; CREST reads 512 tokens, so a sentence longer than this is cut
 # into pieces that the classifier scores one by one.
 _SENTENCE_MAX_CHARS = 400
-# Language identifiers look at the first 1,000 characters of a text (crest_proxy.language.MAX_CHARS).
+# Language identifiers look at the first 1,000 characters of a text (screening.language.MAX_CHARS).
 _LANGUAGE_INLINE_CHARS = 1000
 
 

@@ -15,20 +15,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crest_proxy import ops, wire
-from crest_proxy.access import AccessMiddleware
-from crest_proxy.audit import AuditSink, JsonlAuditSink
+from crest_proxy import wire
+from crest_proxy.audit.sink import AuditSink, JsonlAuditSink
 from crest_proxy.classifier.protocol import Classifier
-from crest_proxy.config import PolicySet, ServerSettings, load_policies
 from crest_proxy.errors import MethodNotAllowedError, NotFoundError, ProxyError
-from crest_proxy.guard import Guard
-from crest_proxy.limits import InflightLimitMiddleware
-from crest_proxy.metrics import Metrics
-from crest_proxy.proxy import Gateway, PolicyStore, json_response, request_id_of, routes
-from crest_proxy.reload import PolicyReloader, start_reloading
-from crest_proxy.upstream import UpstreamPool
+from crest_proxy.policy.files import PolicySet, load_policies
+from crest_proxy.policy.reload import PolicyReloader, start_reloading
+from crest_proxy.screening.guard import Guard
+from crest_proxy.server import probes as ops
+from crest_proxy.server.access import AccessMiddleware
+from crest_proxy.server.endpoints import Gateway, PolicyStore, json_response, request_id_of, routes
+from crest_proxy.server.limits import InflightLimitMiddleware
+from crest_proxy.server.metrics import Metrics
+from crest_proxy.settings import ServerSettings
+from crest_proxy.upstream.pool import UpstreamPool
 
-log = logging.getLogger("crest_proxy.app")
+log = logging.getLogger("crest_proxy.server.app")
 
 
 def create_app(
@@ -120,7 +122,7 @@ async def _language_identifier(
     """The language identifier to use: the one given, the bundled one, or none (``detect_language``)."""
     if given is not None or not settings.detect_language:
         return given
-    from crest_proxy.language import load_language_identifier
+    from crest_proxy.screening.language import load_language_identifier
 
     return await asyncio.to_thread(load_language_identifier)  # about a second: off the event loop
 

@@ -17,7 +17,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 
 from crest_proxy.errors import UpstreamError, UpstreamTimeoutError
-from crest_proxy.policy import LiteLLMUpstream, Policy
+from crest_proxy.policy.model import LiteLLMUpstream, Policy
 
 LITELLM_BASE_URL = "http://litellm.invalid/v1/"  # never resolved (RFC 6761): the transport answers
 UPSTREAM_LIMITS = httpx.Limits(max_connections=200, keepalive_expiry=5.0)  # per upstream
@@ -105,12 +105,12 @@ class UpstreamPool:
     def _transport_for(self, policy: Policy) -> httpx.AsyncBaseTransport:
         """The injected transport, litellm's for ``provider: litellm``, else aiohttp's connection pool."""
         if isinstance(policy.upstream, LiteLLMUpstream):
-            from crest_proxy.litellm_upstream import LiteLLMTransport
+            from crest_proxy.upstream.litellm_transport import LiteLLMTransport
 
             return LiteLLMTransport(policy.upstream, self._model_secrets(policy.tenant))
         if self._transport is not None:
             return self._transport
-        from crest_proxy.aiohttp_upstream import AiohttpTransport
+        from crest_proxy.upstream.aiohttp_transport import AiohttpTransport
 
         return AiohttpTransport(limits=UPSTREAM_LIMITS)
 

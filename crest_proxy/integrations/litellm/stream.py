@@ -14,12 +14,12 @@ from typing import Any
 
 from httpx_sse import ServerSentEvent
 
-from crest_proxy.guard import Screening
-from crest_proxy.holdback import StreamScreener
-from crest_proxy.policy import Policy
+from crest_proxy.policy.model import Policy
+from crest_proxy.screening.guard import Screening
+from crest_proxy.screening.holdback import StreamScreener
+from crest_proxy.server.relay import choice_count
 from crest_proxy.streaming.choices import ChoiceStream
 from crest_proxy.streaming.dialect import Step
-from crest_proxy.streaming.relay import choice_count
 
 # A chunk's ``object`` -> the endpoint whose stream dialect it speaks.
 _OBJECTS = {"chat.completion.chunk": "chat.completions", "text_completion": "completions"}

@@ -1,0 +1,1 @@
+"""The edge: app factory, endpoints, middleware, stream relay, probes, metrics, logs. Nothing imports it."""
