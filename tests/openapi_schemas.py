@@ -1,7 +1,7 @@
 """Validate JSON bodies against component schemas of OpenAI's OpenAPI description (a test helper).
 
-The spec is found at ``$CREST_OPENAPI_SPEC`` or at ``../shared/openai-openapi/openapi.yaml`` beside the
-repository; tests that need it are skipped with a clear reason when it is absent.
+The spec ships in ``tests/data/openai-openapi/`` (MIT, with its licence and source note), so these tests
+always run; ``$CREST_OPENAPI_SPEC`` points them at another copy.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 _BASE_URI = "urn:openai-openapi"
-_DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "shared" / "openai-openapi" / "openapi.yaml"
+_DEFAULT_SPEC = Path(__file__).resolve().parent / "data" / "openai-openapi" / "openapi.yaml"
 
 
 def spec_path() -> Path:

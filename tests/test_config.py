@@ -9,12 +9,20 @@ from pathlib import Path
 import pytest
 
 from crest_proxy.errors import ConfigError
-from crest_proxy.policy.files import PolicySet, hash_key, load_policies, load_policy
+from crest_proxy.policy.files import (
+    PolicySet,
+    assemble_policies,
+    hash_key,
+    load_policies,
+    load_policy,
+    load_policy_entry,
+)
 from crest_proxy.policy.model import Policy
 from crest_proxy.settings import ServerSettings
 from crest_proxy.types import Action, Direction
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "policies"
 DIGEST = "sha256:" + hashlib.sha256(b"sk-one").hexdigest()
 
 BASE = """\
@@ -251,7 +259,10 @@ def test_hash_key_matches_sha256() -> None:
 def test_shipped_policies_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CREST_PROXY_KEY", "sk-default-test")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
-    ps = load_policies(SHIPPED)
+    assert sorted(p.name for p in SHIPPED.iterdir()) == ["default.yaml"]  # no published key is ever live
+    ps = assemble_policies(
+        [load_policy_entry(SHIPPED / "default.yaml"), load_policy_entry(EXAMPLES / "acme.yaml")]
+    )
     assert sorted(ps.policies) == ["acme", "default"]
     default, acme = ps.policies["default"], ps.policies["acme"]
     assert ps.tenant_for_key("sk-default-test") is default
@@ -298,7 +309,7 @@ def test_default_rules_are_fast_on_long_adversarial_text(monkeypatch: pytest.Mon
 
     monkeypatch.setenv("CREST_PROXY_KEY", "k")
     monkeypatch.setenv("OPENAI_API_KEY", "o")
-    policies = [load_policy(SHIPPED / "default.yaml"), load_policy(SHIPPED / "acme.yaml")]
+    policies = [load_policy(SHIPPED / "default.yaml"), load_policy(EXAMPLES / "acme.yaml")]
     texts = ["a" * 200_000, "1 " * 100_000, "sk-" * 60_000, "a." * 100_000]
     started = time.perf_counter()
     for policy in policies:

@@ -14,6 +14,7 @@ import pytest
 from crest_proxy.cli import main
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "policies"
 
 
 def test_check_shipped_policies(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -21,7 +22,7 @@ def test_check_shipped_policies(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     monkeypatch.setenv("OPENAI_API_KEY", "o")
     assert main(["policy", "check", str(SHIPPED)]) == 0
     out, err = capsys.readouterr()
-    assert out == "ok: 2 tenants (acme, default)\n" and err == ""
+    assert out == "ok: 1 tenant (default)\n" and err == ""
 
 
 def test_check_lists_every_error_on_stderr(
@@ -31,7 +32,7 @@ def test_check_lists_every_error_on_stderr(
     monkeypatch.setenv("OPENAI_API_KEY", "o")
     shutil.copy(SHIPPED / "default.yaml", tmp_path / "default.yaml")
     bad = (
-        (SHIPPED / "acme.yaml")
+        (EXAMPLES / "acme.yaml")
         .read_text()
         .replace("threshold: 0.6", "threshold: 6")
         .replace("style:", "styl:")
