@@ -26,7 +26,9 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 COPY pyproject.toml README.md ./
 COPY crest_proxy ./crest_proxy
-RUN pip install . && crest-proxy --help > /dev/null
+# [export]: torch, transformers, optimum to export the model at first start. An image that only serves a
+# cached artifact or backend remote can `pip install .` and skip torch (docs/remote-classifier.md).
+RUN pip install ".[export]" && crest-proxy --help > /dev/null
 
 # Example tenant policies; mount your own directory over /app/policies (they are re-read on change).
 COPY policies ./policies

@@ -4,11 +4,14 @@
     python benchmarks/load.py                   # full run (~10 min on 2 cores)
     python benchmarks/load.py --quick           # smoke run (~2 min)
     python benchmarks/load.py --skip-litellm --skip-batching --json out.json
+    python benchmarks/load.py --baseline ../baseline --skip-crest --skip-litellm --skip-batching --skip-soak
 
 Every server is its own process on 127.0.0.1: the fake upstream (load_upstream.py), ``crest-proxy serve``
 with the tiny generated trigger model (ONNX fp32: ~4 ms CPU a request, so the proxy's own overhead
 dominates), crest-proxy with a no-op classifier (load_crest.py --noop), and ``litellm --config`` (no
-guardrails). Clients (load_clients.py, aiohttp) run in this process. "Added" latency is the percentile
+guardrails); with ``--baseline DIR``, also the no-op crest-proxy of another checkout (crest-noop-baseline,
+by PYTHONPATH), so that a change's pass-through cost is a ratio measured in one run, not across runs.
+Clients (load_clients.py, aiohttp) run in this process. "Added" latency is the percentile
 through a proxy minus the same percentile sent straight to the upstream, at the same concurrency, in the
 same run, measured in turns. Then micro-batching on vs off with a CREST-shaped random model (ONNX int8),
 and a soak: many concurrent streams through ``crest-proxy serve`` with RSS sampled over time.
@@ -42,6 +45,8 @@ from load_servers import Server, free_port, load_average, running  # noqa: E402
 from load_upstream import reply_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+BASELINE = "crest-noop-baseline"
+REGRESSION_LIMIT = 1.10  # issue 13: the pass-through overhead may grow by at most 10 %
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -50,6 +55,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=20.0, help="seconds per target, mode and concurrency")
     p.add_argument("--rounds", type=int, default=2, help="turns each target's time is split into")
     p.add_argument("--concurrency", default="1,32", help="comma-separated client counts")
+    p.add_argument("--modes", default="plain,stream", help="comma-separated: plain (non-streamed), stream")
     p.add_argument("--tokens", type=int, default=60, help="pieces per answer (streamed: one frame each)")
     p.add_argument("--token-interval-ms", type=float, default=20.0, help="upstream pause between pieces")
     # 16: with a CREST-sized model on 2 shared cores, batching off already takes seconds per request at
@@ -61,6 +67,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="short smoke run of every phase")
     p.add_argument("--skip-comparison", action="store_true", help="no direct/crest/LiteLLM comparison")
     p.add_argument("--skip-litellm", action="store_true")
+    p.add_argument("--skip-crest", action="store_true", help="no `crest-proxy serve` with the tiny model")
+    p.add_argument(
+        "--baseline", type=Path, default=None, metavar="DIR",
+        help=f"also serve DIR's crest_proxy, no-op classifier ({BASELINE}), and compare crest-noop to it",
+    )  # fmt: skip
+    p.add_argument(
+        "--profile", type=Path, default=None, metavar="DIR",
+        help="run the no-op servers under cProfile: DIR/<target>.prof (their timings then include it)",
+    )  # fmt: skip
     p.add_argument("--skip-batching", action="store_true")
     p.add_argument("--skip-soak", action="store_true")
     p.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench", help="cached generated models")
@@ -72,6 +87,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not args.concurrencies or min(args.concurrencies) < 1 or args.rounds < 1 or args.duration <= 0:
         p.error("--concurrency needs positive integers; --rounds and --duration must be positive")
+    modes = {m.strip() for m in args.modes.split(",") if m.strip()}
+    if not modes or not modes <= {"plain", "stream"}:
+        p.error("--modes takes plain, stream or both, comma-separated")
+    args.streams = [stream for name, stream in (("plain", False), ("stream", True)) if name in modes]
+    if args.baseline and not (args.baseline / "crest_proxy" / "__init__.py").is_file():
+        p.error(f"--baseline {args.baseline}: no crest_proxy/__init__.py there; give a checkout's root")
     return args
 
 
@@ -91,17 +112,19 @@ def start(name: str, command: fx.Command, port: int, logs: Path) -> Iterator[Ser
 
 
 def comparison(args: argparse.Namespace, tmp: Path, upstream: Server) -> list[Cell]:
-    """direct vs crest-proxy (CLI, tiny model) vs crest-proxy (no model) vs LiteLLM, both modes."""
+    """direct vs crest-proxy (tiny model) vs crest-proxy (no model) [vs baseline] vs LiteLLM, both modes."""
     policies = fx.write_policy(tmp / "policies", upstream.url)
-    model = fx.trigger_model(args.workdir, progress)
     with ExitStack() as stack:
         servers: dict[str, tuple[Server, str]] = {}
-        port = free_port()
-        command = fx.crest_cli_command(port, policies, model, tmp / "crest-audit.jsonl", args.workdir)
-        servers["crest"] = (stack.enter_context(start("crest", command, port, tmp)), fx.PROXY_KEY)
-        port = free_port()
-        command = fx.crest_launcher_command(port, policies, tmp / "noop-audit.jsonl", args.workdir, "--noop")
-        servers["crest-noop"] = (stack.enter_context(start("crest-noop", command, port, tmp)), fx.PROXY_KEY)
+        if not args.skip_crest:
+            model = fx.trigger_model(args.workdir, progress)
+            port = free_port()
+            command = fx.crest_cli_command(port, policies, model, tmp / "crest-audit.jsonl", args.workdir)
+            servers["crest"] = (stack.enter_context(start("crest", command, port, tmp)), fx.PROXY_KEY)
+        noops = [("crest-noop", None)] + ([(BASELINE, args.baseline)] if args.baseline else [])
+        for name, source in noops:  # adjacent, so that each round measures them back to back
+            server = stack.enter_context(noop_server(name, source, policies, args, tmp))
+            servers[name] = (server, fx.PROXY_KEY)
         if not args.skip_litellm:
             port = free_port()
             command, master = fx.litellm_command(port, tmp, upstream.url)
@@ -110,12 +133,31 @@ def comparison(args: argparse.Namespace, tmp: Path, upstream: Server) -> list[Ce
         targets += [Target(name, server.url, key) for name, (server, key) in servers.items()]
         pids = {name: server.pid for name, (server, _) in servers.items()}
         cells: list[Cell] = []
-        for stream in (False, True):
+        for stream in args.streams:
             for clients in args.concurrencies:
                 load = Load(stream, clients, args.duration, reply_text(args.tokens))
                 progress(f"{'streaming' if stream else 'non-streaming'}, {clients} clients:")
                 cells += asyncio.run(measure(targets, load, rounds=args.rounds, pids=pids, progress=progress))
         return cells
+
+
+@contextmanager
+def noop_server(
+    name: str, source: Path | None, policies: Path, args: argparse.Namespace, tmp: Path
+) -> Iterator[Server]:
+    """crest-proxy with the no-op classifier, from the installed package or from checkout ``source``."""
+    port = free_port()
+    audit = tmp / f"{name}-audit.jsonl"
+    profile = args.profile.resolve() / f"{name}.prof" if args.profile else None
+    command = fx.crest_launcher_command(
+        port, policies, audit, args.workdir, "--noop", source=source, profile=profile
+    )
+    with start(name, command, port, tmp) as server:
+        served = fx.served_source(server.log)
+        progress(f"{name} serves {served}")
+        if source is not None and (served is None or not served.is_relative_to(source.resolve())):
+            raise RuntimeError(f"{name} imported crest_proxy from {served}, not from {source}")
+        yield server
 
 
 def batching(args: argparse.Namespace, tmp: Path, upstream: Server) -> list[Cell]:
@@ -167,7 +209,15 @@ def header(args: argparse.Namespace, before: tuple[float, ...], after: tuple[flo
         "- crest = `crest-proxy serve` with the tiny generated trigger model (ONNX fp32, ~4 ms CPU a "
         "request); crest-noop = the same app with a no-op classifier; litellm = `litellm --config` "
         "(1 worker, no guardrails, master key); direct = straight to the fake upstream",
+        *_baseline_line(args),
     ])  # fmt: skip
+
+
+def _baseline_line(args: argparse.Namespace) -> list[str]:
+    if not args.baseline:
+        return []
+    old, new = fx.checkout(args.baseline), fx.checkout(REPO)
+    return [f"- {BASELINE} = crest-noop served from {old} by PYTHONPATH; crest-noop from {new}"]
 
 
 def _loads(values: Sequence[float]) -> str:
@@ -192,6 +242,9 @@ def print_report(args: argparse.Namespace, cells: list[Cell], batch: list[Cell],
     if streamed:
         print("### Streaming (TTFT = first content piece; total = through [DONE]; ms)\n")
         print(report.streaming_table(streamed) + "\n")
+    if cells and args.baseline:
+        print(f"### Pass-through overhead, crest-noop ÷ {BASELINE} (target ≤ {REGRESSION_LIMIT:.2f})\n")
+        print(report.regression_table(cells, "crest-noop", BASELINE, REGRESSION_LIMIT) + "\n")
     if cells and not args.skip_litellm:
         print("### Pass-through overhead, crest-proxy ÷ LiteLLM proxy (target ≤ 0.33)\n")
         print(report.ratio_table(cells, "litellm", proxies) + "\n")
@@ -210,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     began, before = time.perf_counter(), load_average()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="crest-load-") as tmp_name:
         tmp = Path(tmp_name)
         port = free_port()

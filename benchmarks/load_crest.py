@@ -2,16 +2,22 @@
 """crest-proxy for the load benchmark where ``crest-proxy serve`` has no flag: batch size, no-op classifier.
 
     python benchmarks/load_crest.py --policies DIR --port P --audit-log F --model DIR --max-batch-size 1
-    python benchmarks/load_crest.py --policies DIR --port P --audit-log F --noop
+    python benchmarks/load_crest.py --policies DIR --port P --audit-log F --noop --profile out.prof
 
 Builds the app exactly as ``crest_proxy.cli.serve.run`` does (``create_app`` + uvicorn, quiet logs), with
 ``ClassifierSettings.max_batch_size`` exposed, or with a classifier that answers "safe" at once (what the
-proxy costs with no model at all).
+proxy costs with no model at all). Run with ``PYTHONPATH=<older checkout>`` it serves that checkout's
+crest_proxy (``load.py --baseline``): ``_app_parts`` finds the pieces in either package layout.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
+import signal
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,14 +49,74 @@ def _classifier(args: argparse.Namespace) -> Any:
     return load_classifier(settings)
 
 
-def main() -> int:
-    """Parse flags, load, serve on 127.0.0.1 until terminated."""
+# Where the launcher's four pieces live: today's layout (issue 12's packages), then the flat one before it,
+# so that ``load.py --baseline`` can serve a checkout from before the restructuring with this same launcher.
+_LAYOUTS: tuple[dict[str, str], ...] = (
+    {"create_app": "crest_proxy.server.app", "configure_logging": "crest_proxy.server.logs",
+     "ServerSettings": "crest_proxy.settings", "load_policies": "crest_proxy.policy.files"},
+    {"create_app": "crest_proxy.app", "configure_logging": "crest_proxy.logs",
+     "ServerSettings": "crest_proxy.config", "load_policies": "crest_proxy.config"},
+)  # fmt: skip
+
+
+def _app_parts(package: Path) -> dict[str, Any]:
+    """create_app, configure_logging, ServerSettings and load_policies from ``package``'s layout."""
+    layout = next((each for each in _LAYOUTS if _has(package, each["create_app"])), _LAYOUTS[-1])
+    return {name: getattr(importlib.import_module(module), name) for name, module in layout.items()}
+
+
+def _has(package: Path, module: str) -> bool:
+    # The files, not importlib.util.find_spec: the venv's editable-install finder answers for names under
+    # crest_proxy that the PYTHONPATH checkout lacks, with the main tree's modules.
+    return package.joinpath(*module.split(".")[1:]).with_suffix(".py").is_file()
+
+
+def _isolate(package: Path) -> None:
+    """Serving a checkout on PYTHONPATH: drop the venv's editable-install finder, so that a module the
+    checkout lacks fails to import instead of coming from the main tree."""
+    entries = [Path(p).resolve() for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if package.resolve().parent in entries:
+        sys.meta_path[:] = [
+            f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable")
+        ]
+
+
+def _strays(package: Path) -> list[str]:
+    """Loaded crest_proxy modules that come from outside ``package`` (the editable finder's leaks)."""
+    return sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] == "crest_proxy"
+        and getattr(module, "__file__", None)
+        and not Path(module.__file__).resolve().is_relative_to(package.resolve())
+    )
+
+
+def _serve(app: Any, port: int, profile: Path | None) -> None:
+    """uvicorn until SIGTERM; with ``profile``, under cProfile, the stats written there on the way out."""
     import uvicorn
 
-    from crest_proxy.policy.files import load_policies
-    from crest_proxy.server.app import create_app
-    from crest_proxy.server.logs import configure_logging
-    from crest_proxy.settings import ServerSettings
+    def run() -> None:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", log_config=None, access_log=False)
+
+    if profile is None:
+        run()
+        return
+    import cProfile
+
+    # uvicorn re-raises SIGTERM after its graceful shutdown, with the handler it found: exit through Python.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    # The event loop thread's CPU time, not wall time: on a shared machine, waits for a core would count.
+    with cProfile.Profile(time.thread_time) as profiler:
+        try:
+            run()
+        finally:
+            profiler.dump_stats(profile)
+
+
+def main() -> int:
+    """Parse flags, load, serve on 127.0.0.1 until terminated."""
+    import crest_proxy
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", type=Path, required=True)
@@ -62,15 +128,24 @@ def main() -> int:
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--cache-dir", type=Path, default=None, help="ONNX artifact cache")
     parser.add_argument("--noop", action="store_true", help="no model: every text scores 0.0")
+    parser.add_argument("--profile", type=Path, default=None, help="serve under cProfile; stats here")
     args = parser.parse_args()
     if not args.noop and not args.model:
         parser.error("--model is required unless --noop")
-    configure_logging("warning")
-    settings = ServerSettings(
+    # load_fixtures.served_source reads this line: which checkout is served (load.py --baseline).
+    package = Path(crest_proxy.__file__).parent
+    print(f"crest_proxy from {package}", file=sys.stderr, flush=True)
+    _isolate(package)
+    parts = _app_parts(package)
+    parts["configure_logging"]("warning")
+    settings = parts["ServerSettings"](
         host="127.0.0.1", port=args.port, policies_dir=args.policies, audit_log=args.audit_log
     )
-    app = create_app(settings, policies=load_policies(args.policies), classifier=_classifier(args))
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", log_config=None, access_log=False)
+    policies = parts["load_policies"](args.policies)
+    app = parts["create_app"](settings, policies=policies, classifier=_classifier(args))
+    if strays := _strays(package):
+        raise SystemExit(f"modules from outside {package}: {', '.join(strays)}")
+    _serve(app, args.port, args.profile)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import yaml
 BENCH = Path(__file__).resolve().parent
 PROXY_KEY = "sk-bench-proxy-key"  # the tenant's crest-proxy key (loopback only, throwaway)
 UPSTREAM_KEY = "sk-bench-upstream-key"  # what the proxies present to the fake upstream
+SOURCE_LINE = "crest_proxy from "  # how load_crest.py logs the package it serves
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,45 @@ def crest_cli_command(port: int, policies: Path, model: Path, audit: Path, workd
     return Command(argv, "/readyz", crest_env(workdir))
 
 
-def crest_launcher_command(port: int, policies: Path, audit: Path, workdir: Path, *extra: str) -> Command:
-    """benchmarks/load_crest.py: the same app as ``serve`` with a batch size flag or a no-op classifier."""
+def crest_launcher_command(
+    port: int,
+    policies: Path,
+    audit: Path,
+    workdir: Path,
+    *extra: str,
+    source: Path | None = None,
+    profile: Path | None = None,
+) -> Command:
+    """benchmarks/load_crest.py: the same app as ``serve`` with a batch size flag or a no-op classifier.
+
+    ``source``: serve the crest_proxy of that checkout (by PYTHONPATH) instead of the installed one.
+    ``profile``: serve under cProfile, whose stats are written there when the server stops (SIGTERM).
+    """
     argv = [sys.executable, str(BENCH / "load_crest.py"), "--policies", str(policies), "--port", str(port),
             "--audit-log", str(audit), "--cache-dir", str(workdir / "artifacts"), *extra]  # fmt: skip
-    return Command(argv, "/readyz", crest_env(workdir))
+    argv += ["--profile", str(profile)] if profile else []
+    env = crest_env(workdir) | ({"PYTHONPATH": str(source.resolve())} if source else {})
+    return Command(argv, "/readyz", env)
+
+
+def served_source(log: Path) -> Path | None:
+    """The crest_proxy package a load_crest.py server imported, as its log's first line says."""
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith(SOURCE_LINE):
+            return Path(line.removeprefix(SOURCE_LINE))
+    return None
+
+
+def checkout(directory: Path) -> str:
+    """A source tree named for the report: its path and git commit, marked when it has uncommitted changes."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", "-C", str(directory), *argv], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "no git commit"
+    dirty = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return f"{directory.resolve()} ({commit}{dirty})"
 
 
 def litellm_command(port: int, directory: Path, upstream_url: str) -> tuple[Command, str]:

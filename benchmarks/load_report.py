@@ -123,6 +123,39 @@ def _ratio_row(mine: Cell, theirs: Cell, direct: Cell) -> list[str]:
     return [mode, str(mine.concurrency), mine.target, _r(p50), _r(p95), _r(ttft), _r(cpu), met]
 
 
+def regression_table(cells: Sequence[Cell], new: str, old: str, limit: float) -> str:
+    """``new``'s pass-through overhead against ``old``'s (two builds of the same proxy, same run): ms and ÷.
+
+    The verdict reads added p50 and proxy CPU per request; for streams, added TTFT p50 instead of the added
+    total, which the upstream's pacing dominates (20 ms a piece: a few ms of proxy time are in the noise).
+    """
+    header = ["mode", "clients", "added p50 ms (new / old)", "÷", "added TTFT p50 ms (new / old)", "÷",
+              "CPU ms/req (new / old)", "÷", "peak RSS MiB (new / old)", f"≤ {limit:.2f}?"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in cells:
+        other, direct = _find(cells, old, c), _find(cells, DIRECT, c)
+        if c.target == new and other is not None and direct is not None:
+            lines.append("| " + " | ".join(_regression_row(c, other, direct, limit)) + " |")
+    return "\n".join(lines)
+
+
+def _regression_row(new: Cell, old: Cell, direct: Cell, limit: float) -> list[str]:
+    def pair(pick: Callable[[Summary], float | None]) -> tuple[str, float | None]:
+        base = pick(direct.summary)
+        mine, theirs = _minus(pick(new.summary), base), _minus(pick(old.summary), base)
+        return f"{_ms(mine)} / {_ms(theirs)}", _ratio(mine, theirs)
+
+    (p50_ms, p50), (ttft_ms, ttft) = pair(lambda s: s.p50_ms), pair(lambda s: s.ttft_p50_ms)
+    cpu = _ratio(new.cpu_ms_per_request, old.cpu_ms_per_request)
+    cpu_ms = f"{_ms(new.cpu_ms_per_request)} / {_ms(old.cpu_ms_per_request)}"
+    rss = f"{_ms(new.peak_rss_mib)} / {_ms(old.peak_rss_mib)}"
+    latency = ttft if new.stream else p50
+    met = "yes" if all(r is not None and r <= limit for r in (latency, cpu)) else "no"
+    mode = "stream" if new.stream else "non-stream"
+    return [mode, str(new.concurrency), p50_ms, _r(p50), ttft_ms if new.stream else "–",
+            _r(ttft) if new.stream else "–", cpu_ms, _r(cpu), rss, met]  # fmt: skip
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or math.isnan(a) or math.isnan(b) or b <= 0:
         return None

@@ -1,7 +1,8 @@
 """Measuring runs of the load benchmark: targets taken in turns, server CPU and RSS sampled alongside.
 
 The machine is shared, so targets are measured **in turns** (round 1: direct, crest, LiteLLM …; round 2:
-the same again): a neighbour's burst then slows every target alike instead of one of them.
+the same in reverse order, and so on): a neighbour's burst, or a load that drifts over the run, then slows
+every target alike instead of one of them.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ async def measure(
     sampling = asyncio.create_task(sampler.run(stop))
     try:
         for r in range(rounds):
-            for target in targets:
+            for target in targets if r % 2 == 0 else targets[::-1]:
                 pid = pids.get(target.name)
                 before, started = (cpu_seconds(pid) if pid else 0.0), time.perf_counter()
                 got = await drive(target, turn)

@@ -82,6 +82,14 @@ class MethodNotAllowedError(ProxyError):
     code = "method_not_allowed"
 
 
+class RequestTimeoutError(ProxyError):
+    """The client did not send its request body in time (the connection is closed after the answer)."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class PayloadTooLargeError(ProxyError):
     """The request body is over the configured limit."""
 

@@ -94,3 +94,5 @@ class AuditRecord:
     error: str | None = None
     content: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The client's own x-request-id, kept for correlation only: ``request_id`` is always the proxy's own.
+    client_request_id: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
 from crest_proxy.classifier.synthetic import DEFAULT_TRIGGERS, build_trigger_model
-from tests.proxy_harness import Harness, running_proxy
+from tests.support.harness import Harness, running_proxy
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +33,22 @@ def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
-    """One loaded trigger-model classifier (torch fp32: the fastest to load) shared by the proxy tests."""
+def classifier(
+    trigger_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CrestClassifier]:
+    """One loaded trigger-model classifier (torch fp32: the fastest to load) shared by the proxy tests.
+
+    CREST_TEST_BACKEND=remote-mlserver (or remote-triton) runs the same tests with the model on a real
+    inference server instead (docs/remote-classifier.md).
+    """
+    backend = os.environ.get("CREST_TEST_BACKEND", "")
+    if backend.startswith("remote-"):
+        from tests.oip_servers import remote_classifier
+
+        work = tmp_path_factory.mktemp("oip")
+        with remote_classifier(backend.removeprefix("remote-"), trigger_model_dir, work) as remote:
+            yield remote
+        return
     clf = load_classifier(ClassifierSettings(model=str(trigger_model_dir), backend="torch", quantize=False))
     yield clf
     clf.close()

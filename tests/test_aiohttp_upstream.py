@@ -17,9 +17,9 @@ import httpx
 import pytest
 import trustme
 
-from crest_proxy.policy.model import Policy
 from crest_proxy.upstream.aiohttp_transport import AiohttpTransport
 from crest_proxy.upstream.pool import UPSTREAM_LIMITS, UpstreamPool
+from tests.support.policies import make_policy
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -268,12 +268,7 @@ async def test_a_cookie_one_tenants_answer_sets_never_reaches_another_tenants_re
 
     async with raw_server(handler) as url:
         pool = UpstreamPool()
-        tenants = [
-            Policy.model_validate(
-                {"tenant": name, "keys": ["sha256:" + "ab" * 32], "upstream": {"base_url": url}}
-            )
-            for name in ("a", "b")
-        ]
+        tenants = [make_policy(tenant=name, upstream={"base_url": url}) for name in ("a", "b")]
         try:
             first, second = [await pool.client_for(policy) for policy in tenants]
             assert first is second  # one pooled client per upstream, shared by both tenants

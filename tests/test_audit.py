@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +19,8 @@ from crest_proxy.audit.sink import (
     content_for_audit,
     record_to_json,
 )
-from crest_proxy.types import AuditRecord
-
-
-def make_record(n: int = 0, **changes: Any) -> AuditRecord:
-    base = AuditRecord(
-        ts="2025-01-01T00:00:00.000Z",
-        request_id=f"req-{n}",
-        tenant="acme",
-        direction="inbound",
-        endpoint="chat.completions",
-        model="gpt-4o",
-        action="allow",
-        score=0.01,
-        threshold=0.5,
-        rules=("pii", "email"),
-        latency_ms=1.5,
-        upstream_status=None,
-        text_sha256=None,
-    )
-    return replace(base, **changes)
+from tests.support.records import make_record
+from tests.support.waiting import wait_for_async
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -74,6 +55,7 @@ def test_record_to_json_keeps_every_field_in_declaration_order() -> None:
         "error",
         "content",
         "extra",
+        "client_request_id",
     ]
     assert data["rules"] == ["pii", "email"]  # tuples become lists
     assert data["upstream_status"] is None and data["content"] is None  # None fields are kept
@@ -249,9 +231,8 @@ async def test_a_busy_writer_never_blocks_the_loop_and_nothing_is_lost(tmp_path:
 
     beat = asyncio.create_task(heartbeat())
     writers = asyncio.gather(*(sink.write(make_record(i)) for i in range(500)))
-    await asyncio.sleep(0.2)
     # The disk is stuck and the queue is full, yet the loop keeps ticking and writers are merely waiting.
-    assert ticks >= 10
+    await wait_for_async(lambda: ticks >= 10, what="the event loop to tick while the disk is stuck")
     assert not writers.done()
     gate.set()
     await writers
@@ -269,7 +250,7 @@ async def test_a_cancelled_waiting_write_is_still_written_before_close(tmp_path:
     # More waiting writes than the default executor has threads, so some wait for a thread when cancelled.
     count = 60
     waiting = [asyncio.create_task(sink.write(make_record(i))) for i in range(count)]
-    await asyncio.sleep(0.05)
+    await wait_for_async(lambda: sink._blocked_puts > 0, what="writes waiting in threads for room")
     for task in waiting:
         task.cancel()
     gate.set()

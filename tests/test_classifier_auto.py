@@ -103,11 +103,17 @@ def test_routed_runtime_sends_each_shape_to_its_winner_with_identical_scores(
     routed = RoutedRuntime({"onnx-int8": onnx.runtime, "bf16": bf16.runtime}, AMX_LIKE)
     ids = json.loads((trigger_model_dir / "synthetic.json").read_text())["trigger_ids"]
     single = pad([[0, 5, ids[0], *[6] * 12, 2]], SPECIALS.pad_id)  # 1 x 16: int8 in AMX_LIKE
-    windows = [[0, *[5] * 62, 2], [0, ids[1], *[7] * 40, 2], [0, 7, 2]]  # padded to 8 x 64: bf16
+    windows = [[0, *[5] * 62, 2], [0, ids[1], *[7] * 40, 2], [0, 7, 2]]  # each short: int8 (1 x <= 64)
     batch = pad(windows * 2 + windows[:2], SPECIALS.pad_id)
+    long = [0, *[5] * 500, ids[0], 2]  # 1 x 503: bf16
     assert np.array_equal(routed.run(single), onnx.runtime.run(single))
-    assert np.array_equal(routed.run(batch), bf16.runtime.run(batch))
-    assert routed.calls == {"onnx-int8": 1, "bf16": 1}
+    # Each row goes where its own length (as if alone) goes, never where its batch's shape would send it:
+    # backends score a text differently, so batch-mates must not pick a row's backend (issue 14).
+    assert np.array_equal(routed.run(batch), onnx.runtime.run(batch))
+    mixed = routed.run(pad([windows[1], long], SPECIALS.pad_id))
+    assert mixed[0] == onnx.runtime.run(pad([windows[1]], SPECIALS.pad_id))[0]
+    assert mixed[1] == bf16.runtime.run(pad([long], SPECIALS.pad_id))[0]
+    assert routed.calls == {"onnx-int8": 3, "bf16": 1}
     assert (routed.run(batch) > 0.5).tolist() == [False, True, False, False, True, False, False, True]
     with pytest.raises(ValueError, match="not loaded"):
         RoutedRuntime({"onnx-int8": onnx.runtime}, AMX_LIKE)

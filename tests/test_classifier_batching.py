@@ -18,6 +18,7 @@ from crest_proxy.classifier.packing import PaddedBatch
 from crest_proxy.classifier.protocol import Classifier
 from crest_proxy.classifier.windows import SpecialTokens, load_encoder
 from crest_proxy.errors import ClassifierError, ClassifierOverloadedError
+from tests.support.waiting import wait_for_async
 
 
 class FakeRuntime:
@@ -72,7 +73,11 @@ def batching_classifier(
     """The real trigger model (onnx int8) with a long collection window so that callers share batches."""
     cache = tmp_path_factory.getbasetemp() / "crest-artifacts"
     settings = ClassifierSettings(
-        model=str(trigger_model_dir), cache_dir=cache, max_wait_ms=50, max_batch_size=16
+        model=str(trigger_model_dir),
+        cache_dir=cache,
+        max_wait_ms=50,
+        max_batch_size=16,
+        max_batch_tokens=16 * 512,
     )
     classifier = load_classifier(settings)
     yield classifier
@@ -116,17 +121,17 @@ def _has_trigger(text: str) -> bool:
 async def test_a_full_queue_refuses_more(trigger_model_dir: Path) -> None:
     runtime = FakeRuntime(trigger_ids(trigger_model_dir))
     runtime.gate.clear()
-    classifier = fake_engine(trigger_model_dir, runtime, max_queue=4, max_wait_ms=0)
+    classifier = fake_engine(trigger_model_dir, runtime, max_queue=5, max_wait_ms=0)
     try:
         with pytest.raises(ClassifierOverloadedError):
-            await classifier.classify(["x"] * 5)  # more than the queue can ever hold
+            await classifier.classify(["x"] * 6)  # more than the queue can ever hold
         first = asyncio.ensure_future(classifier.classify(["a"]))
         assert await asyncio.to_thread(runtime.entered.wait, 10)  # the worker is busy with "a"
         waiting = asyncio.ensure_future(classifier.classify(["b", "c", "d", "kaboom"]))
-        await asyncio.sleep(0.01)  # the loop keeps running while the worker is stuck
+        await wait_for_async(lambda: classifier.stats.queue_depth == 5, what="the texts to be queued")
         with pytest.raises(ClassifierOverloadedError):
             await classifier.classify(["e"])
-        assert classifier.stats.queue_depth == 4
+        assert classifier.stats.queue_depth == 5  # "a" (in the model call) is unanswered too
         assert classifier.stats.overloaded == 2
         runtime.gate.set()
         assert [s.label for s in await first] == ["safe"]

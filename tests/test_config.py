@@ -329,7 +329,7 @@ def test_server_settings_defaults_and_validation() -> None:
         8 * 1024 * 1024,
         10.0,
     )
-    assert s.audit_log is None and s.policies_dir == Path("policies")
+    assert s.audit_log == Path("crest-audit.jsonl") and s.policies_dir == Path("policies")
     with pytest.raises(ConfigError) as info:
         ServerSettings(port=70000, classify_timeout_s=0)
     assert len(info.value.problems) == 2

@@ -6,24 +6,19 @@ import asyncio
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from starlette.testclient import TestClient
 
 from crest_proxy.audit.sink import MemoryAuditSink
 from crest_proxy.classifier.protocol import Classifier
 from crest_proxy.errors import ClassifierOverloadedError
-from crest_proxy.policy.files import load_policies
-from crest_proxy.server.app import create_app
-from crest_proxy.settings import ServerSettings
-from crest_proxy.types import Score
-from tests.proxy_harness import TENANTS, key_of, write_policies
+from tests.support.classifiers import FakeClassifier, broken_classifier, safe_classifier
+from tests.support.harness import TENANTS, LoopbackClient, key_of, proxy_app
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
 OK = {
@@ -35,25 +30,13 @@ OK = {
 }
 
 
-class SafeClassifier:
-    """Scores everything safe (the model itself is not under test here)."""
-
-    async def classify(self, texts: Sequence[str]) -> list[Score]:
-        return [Score(0.01, "safe") for _ in texts]
-
-
-class BrokenClassifier:
+def broken(failure: str) -> FakeClassifier:
     """A classifier whose backend raises, or hangs, or is overloaded."""
-
-    def __init__(self, failure: str) -> None:
-        self.failure = failure
-
-    async def classify(self, texts: Sequence[str]) -> list[Score]:
-        if self.failure == "hang":
-            await asyncio.sleep(3600)
-        if self.failure == "overload":
-            raise ClassifierOverloadedError("queue full (4096 texts waiting)")
-        raise RuntimeError("onnxruntime: bad allocation")
+    if failure == "hang":
+        return FakeClassifier(hang=True)
+    if failure == "overload":
+        return FakeClassifier(error=ClassifierOverloadedError("queue full (4096 texts waiting)"))
+    return broken_classifier()
 
 
 class Trickle(httpx.AsyncByteStream):
@@ -69,33 +52,24 @@ def make_client(
     tmp_path: Path,
     handler: Callable[[httpx.Request], Any] | None,
     classifier: Classifier,
-    **policy_changes: Any,
-) -> tuple[TestClient, MemoryAuditSink]:
-    """A TestClient over a proxy whose upstream is ``handler`` (an httpx MockTransport).
+    **upstreams: Any,
+) -> tuple[LoopbackClient, MemoryAuditSink]:
+    """A loopback client of a proxy whose upstream is ``handler`` (an httpx MockTransport).
 
-    With no handler the proxy uses its default transport, so ``policy_changes`` should set a real
-    ``base_url``.
+    With no handler the proxy uses its default transport, so ``upstreams`` should set a real ``base_url``.
     """
     policy_dir = tmp_path / "policies"
     policy_dir.mkdir()
-    environ = write_policies(policy_dir, "http://upstream.test")
-    for tenant, changes in policy_changes.items():
-        path = policy_dir / f"{tenant}.yaml"
-        doc = yaml.safe_load(path.read_text())
-        doc["upstream"] = {**doc["upstream"], **changes}
-        path.write_text(yaml.safe_dump(doc))
     audit = MemoryAuditSink()
-    app = create_app(
-        ServerSettings(policies_dir=policy_dir, classify_timeout_s=0.5),
-        policies=load_policies(policy_dir, environ=environ),
-        classifier=classifier,
-        transport=None if handler is None else httpx.MockTransport(handler),
-        audit=audit,
-    )
-    return TestClient(app, raise_server_exceptions=False), audit
+    transport = None if handler is None else httpx.MockTransport(handler)
+    app, _ = proxy_app(
+        policy_dir, "http://upstream.test", classifier, transport=transport, audit=audit,
+        upstreams=upstreams, classify_timeout_s=0.5,
+    )  # fmt: skip
+    return LoopbackClient(app), audit
 
 
-def post(client: TestClient, tenant: str = "blocker", body: dict[str, Any] = CHAT) -> httpx.Response:
+def post(client: httpx.Client, tenant: str = "blocker", body: dict[str, Any] = CHAT) -> httpx.Response:
     return client.post(
         "/v1/chat/completions",
         content=json.dumps(body),
@@ -122,7 +96,7 @@ def raising(exc: Exception) -> Callable[[httpx.Request], httpx.Response]:
 def test_upstream_transport_failures_are_mapped_and_audited(
     tmp_path: Path, exc: Exception, status: int, code: str
 ) -> None:
-    client, audit = make_client(tmp_path, raising(exc), SafeClassifier())
+    client, audit = make_client(tmp_path, raising(exc), safe_classifier())
     with client:
         response = post(client)
     assert response.status_code == status
@@ -134,7 +108,7 @@ def test_upstream_transport_failures_are_mapped_and_audited(
 
 def test_upstream_5xx_json_is_passed_through(tmp_path: Path) -> None:
     body = {"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}}
-    client, audit = make_client(tmp_path, lambda r: httpx.Response(503, json=body), SafeClassifier())
+    client, audit = make_client(tmp_path, lambda r: httpx.Response(503, json=body), safe_classifier())
     with client:
         response = post(client)
     assert response.status_code == 503 and response.json() == body
@@ -143,7 +117,7 @@ def test_upstream_5xx_json_is_passed_through(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content", [b"not json", b"[1, 2, 3]", b'{"truncated": '])
 def test_invalid_upstream_json_is_a_502(tmp_path: Path, content: bytes) -> None:
-    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, content=content), SafeClassifier())
+    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, content=content), safe_classifier())
     with client:
         response = post(client)
     assert response.status_code == 502
@@ -155,7 +129,7 @@ def test_an_upstream_that_trickles_forever_is_cut_off_by_the_total_deadline(tmp_
     client, audit = make_client(
         tmp_path,
         lambda r: httpx.Response(200, stream=Trickle()),
-        SafeClassifier(),
+        safe_classifier(),
         blocker={"timeout": {"total": 1}},
     )
     with client:
@@ -185,7 +159,7 @@ def test_a_stream_that_trickles_without_events_is_cut_off_after_total_seconds(tm
         lambda r: httpx.Response(
             200, headers={"content-type": "text/event-stream"}, stream=EventThenTrickle()
         ),
-        SafeClassifier(),
+        safe_classifier(),
         blocker={"timeout": {"total": 1}},
     )
     with client:
@@ -199,9 +173,9 @@ def test_a_stream_that_trickles_without_events_is_cut_off_after_total_seconds(tm
     assert outbound and outbound[0].extra["outcome"] == "upstream_error"
 
 
-def real_socket_upstream(tmp_path: Path, url: str) -> tuple[TestClient, MemoryAuditSink]:
+def real_socket_upstream(tmp_path: Path, url: str) -> tuple[LoopbackClient, MemoryAuditSink]:
     """A proxy on its default upstream transport (aiohttp), pointed at ``url``, with a 0.5 s read timeout."""
-    return make_client(tmp_path, None, SafeClassifier(), blocker={"base_url": url, "timeout": {"read": 0.5}})
+    return make_client(tmp_path, None, safe_classifier(), blocker={"base_url": url, "timeout": {"read": 0.5}})
 
 
 @contextmanager
@@ -269,7 +243,7 @@ def test_a_refused_connection_on_the_default_transport_is_a_502(tmp_path: Path) 
 def test_classifier_failure_fails_closed_by_default(tmp_path: Path, failure: str) -> None:
     calls: list[httpx.Request] = []
     client, audit = make_client(
-        tmp_path, lambda r: calls.append(r) or httpx.Response(200, json=OK), BrokenClassifier(failure)
+        tmp_path, lambda r: calls.append(r) or httpx.Response(200, json=OK), broken(failure)
     )
     with client:
         response = post(client, "blocker")
@@ -281,9 +255,7 @@ def test_classifier_failure_fails_closed_by_default(tmp_path: Path, failure: str
 
 
 def test_classifier_overload_sheds_load_with_429(tmp_path: Path) -> None:
-    client, audit = make_client(
-        tmp_path, lambda r: httpx.Response(200, json=OK), BrokenClassifier("overload")
-    )
+    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, json=OK), broken("overload"))
     with client:
         response = post(client, "blocker")
     assert response.status_code == 429
@@ -293,7 +265,7 @@ def test_classifier_overload_sheds_load_with_429(tmp_path: Path) -> None:
 
 def test_classifier_failure_fails_open_when_the_policy_says_so(tmp_path: Path) -> None:
     assert TENANTS["failopen"]["on_error"] == "allow"
-    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, json=OK), BrokenClassifier("raise"))
+    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, json=OK), broken("raise"))
     with client:
         response = post(client, "failopen")
     assert response.status_code == 200
@@ -304,7 +276,7 @@ def test_classifier_failure_fails_open_when_the_policy_says_so(tmp_path: Path) -
 
 
 def test_rules_are_still_recorded_when_the_classifier_is_down(tmp_path: Path) -> None:
-    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, json=OK), BrokenClassifier("raise"))
+    client, audit = make_client(tmp_path, lambda r: httpx.Response(200, json=OK), broken("raise"))
     body = {"model": "m", "messages": [{"role": "user", "content": "mail me: ana@example.com"}]}
     secret = {"model": "m", "messages": [{"role": "user", "content": "sk-" + "a" * 30}]}
     with client:

@@ -10,14 +10,10 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.testclient import TestClient
 
 from crest_proxy.audit.sink import MemoryAuditSink
 from crest_proxy.classifier import CrestClassifier
-from crest_proxy.policy.files import load_policies
-from crest_proxy.server.app import create_app
-from crest_proxy.settings import ServerSettings
-from tests.proxy_harness import key_of, write_policies
+from tests.support.harness import LoopbackClient, key_of, proxy_app
 
 PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings"]
 LIMIT = 64 * 1024
@@ -40,17 +36,13 @@ def upstream_ok(request: httpx.Request) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, classifier: CrestClassifier) -> Iterator[TestClient]:
+def client(tmp_path_factory: pytest.TempPathFactory, classifier: CrestClassifier) -> Iterator[LoopbackClient]:
     policy_dir = tmp_path_factory.mktemp("policies")
-    policies = load_policies(policy_dir, environ=write_policies(policy_dir, "http://upstream.test"))
-    app = create_app(
-        ServerSettings(policies_dir=policy_dir, max_body_bytes=LIMIT),
-        policies=policies,
-        classifier=classifier,
-        transport=httpx.MockTransport(upstream_ok),
-        audit=MemoryAuditSink(),
+    transport, audit = httpx.MockTransport(upstream_ok), MemoryAuditSink()
+    app, _ = proxy_app(
+        policy_dir, "http://upstream.test", classifier, transport=transport, audit=audit, max_body_bytes=LIMIT
     )
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with LoopbackClient(app) as test_client:
         test_client.headers["authorization"] = f"Bearer {key_of('logger')}"
         yield test_client
 
@@ -97,7 +89,7 @@ bodies = st.one_of(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(PATHS), body=bodies)
-def test_arbitrary_json_bodies_never_cause_a_server_error(client: TestClient, path: str, body: Any) -> None:
+def test_arbitrary_json_bodies_never_cause_a_server_error(client: httpx.Client, path: str, body: Any) -> None:
     if isinstance(body, dict) and body.get("stream") is not False:
         body = {**body, "stream": False}  # streaming is fuzzed with the SSE tests
     response = client.post(path, content=json.dumps(body))
@@ -108,19 +100,19 @@ def test_arbitrary_json_bodies_never_cause_a_server_error(client: TestClient, pa
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(PATHS), raw=st.binary(max_size=200))
-def test_arbitrary_bytes_never_cause_a_server_error(client: TestClient, path: str, raw: bytes) -> None:
+def test_arbitrary_bytes_never_cause_a_server_error(client: httpx.Client, path: str, raw: bytes) -> None:
     response = client.post(path, content=raw)
     assert response.status_code in (200, 400), response.text
     if response.status_code == 400:
         assert_openai_error(response)
 
 
-def test_invalid_utf8_is_a_clear_400(client: TestClient) -> None:
+def test_invalid_utf8_is_a_clear_400(client: httpx.Client) -> None:
     error = assert_openai_error(client.post(PATHS[0], content=b'{"model": "m\xff\xfe"}'), 400)
     assert "UTF-8" in error["message"]
 
 
-def test_deeply_nested_json_is_a_400_not_a_crash(client: TestClient) -> None:
+def test_deeply_nested_json_is_a_400_not_a_crash(client: httpx.Client) -> None:
     deep = "[" * 20_000 + "]" * 20_000  # under the body limit, far over the parser's recursion limit
     assert_openai_error(client.post(PATHS[0], content=deep), 400)
     nested = {
@@ -130,7 +122,7 @@ def test_deeply_nested_json_is_a_400_not_a_crash(client: TestClient) -> None:
     assert client.post(PATHS[0], content=json.dumps(nested)).status_code == 200
 
 
-def test_missing_and_ill_typed_fields_name_the_param(client: TestClient) -> None:
+def test_missing_and_ill_typed_fields_name_the_param(client: httpx.Client) -> None:
     cases = [
         ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
         ({"model": "m"}, "messages"),
@@ -144,17 +136,17 @@ def test_missing_and_ill_typed_fields_name_the_param(client: TestClient) -> None
         assert error["param"] == param, (body, error)
 
 
-def test_empty_body_and_non_object_body(client: TestClient) -> None:
+def test_empty_body_and_non_object_body(client: httpx.Client) -> None:
     assert_openai_error(client.post(PATHS[0], content=b""), 400)
     assert_openai_error(client.post(PATHS[0], content=b"[1, 2]"), 400)
 
 
-def test_huge_message_list_within_the_limit_is_served(client: TestClient) -> None:
+def test_huge_message_list_within_the_limit_is_served(client: httpx.Client) -> None:
     messages = [{"role": "user", "content": f"m{i}"} for i in range(1200)]  # ~48 KB, under the limit
     assert client.post(PATHS[0], content=json.dumps({"model": "m", "messages": messages})).status_code == 200
 
 
-def test_oversized_body_is_413_even_without_content_length(client: TestClient) -> None:
+def test_oversized_body_is_413_even_without_content_length(client: httpx.Client) -> None:
     big = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * (LIMIT + 10)}]}).encode()
 
     def chunks() -> Iterator[bytes]:
@@ -165,7 +157,7 @@ def test_oversized_body_is_413_even_without_content_length(client: TestClient) -
     assert_openai_error(client.post(PATHS[0], content=big), 413)
 
 
-def test_unknown_paths_and_wrong_methods(client: TestClient) -> None:
+def test_unknown_paths_and_wrong_methods(client: httpx.Client) -> None:
     assert assert_openai_error(client.get("/v1/unknown"), 404)["code"] == "unknown_url"
     assert_openai_error(client.post("/v1/unknown", content=b"{}"), 404)
     assert_openai_error(client.get("/v1/chat/completions"), 405)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,25 +11,16 @@ import httpx
 from crest_proxy.audit.sink import JsonlAuditSink
 from crest_proxy.policy.files import PolicySet, load_policies
 from crest_proxy.screening.guard import Guard
-from crest_proxy.server.app import create_app
 from crest_proxy.server.endpoints import PolicyStore
 from crest_proxy.server.probes import readiness
-from crest_proxy.settings import ServerSettings
-from crest_proxy.types import Score
-from tests.fake_upstream import FakeUpstream
-from tests.proxy_harness import key_of, running_proxy, write_policies
-from tests.servers import serve
-
-
-class Safe:
-    """Scores everything safe (readiness, not the model, is under test)."""
-
-    async def classify(self, texts: Sequence[str]) -> list[Score]:
-        return [Score(0.01, "safe") for _ in texts]
+from tests.support.classifiers import safe_classifier
+from tests.support.harness import key_of, proxy_app, running_proxy, write_policies
+from tests.support.servers import serve
+from tests.support.upstream import FakeUpstream
 
 
 def test_healthz_and_readyz_when_everything_is_up(tmp_path: Path) -> None:
-    with running_proxy(tmp_path, Safe(), detect_language=False) as h:  # type: ignore[arg-type]
+    with running_proxy(tmp_path, safe_classifier(), detect_language=False) as h:  # type: ignore[arg-type]
         health = httpx.get(f"{h.proxy_url}/healthz")
         ready = httpx.get(f"{h.proxy_url}/readyz")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
@@ -38,7 +28,7 @@ def test_healthz_and_readyz_when_everything_is_up(tmp_path: Path) -> None:
     assert ready.json() == {
         "status": "ready",
         "checks": {
-            "model": {"ok": True, "detail": "Safe"},
+            "model": {"ok": True, "detail": "FakeClassifier"},
             "policies": {"ok": True, "detail": "6 tenants"},
             "audit": {"ok": True, "detail": str(tmp_path / "audit.jsonl")},
         },
@@ -60,14 +50,10 @@ class FullDisk:
 def test_readyz_is_503_naming_the_audit_problem_when_records_cannot_be_written(tmp_path: Path) -> None:
     fake = FakeUpstream()
     with serve(fake.app()) as upstream_url:
-        environ = write_policies(tmp_path, upstream_url)
-        settings = ServerSettings(
-            policies_dir=tmp_path, audit_log=tmp_path / "audit.jsonl", detect_language=False
-        )
         sink = JsonlAuditSink(tmp_path / "audit.jsonl", opener=lambda path: FullDisk())  # type: ignore[arg-type,return-value]
         asyncio.run(sink.start())
-        app = create_app(
-            settings, policies=load_policies(tmp_path, environ=environ), classifier=Safe(), audit=sink
+        app, _ = proxy_app(
+            tmp_path, upstream_url, safe_classifier(), audit=sink, audit_log=sink.path, detect_language=False
         )
         with serve(app) as proxy_url:
             assert httpx.get(f"{proxy_url}/readyz").status_code == 200  # nothing written yet
@@ -102,7 +88,7 @@ async def test_readiness_before_start_up_and_once_the_audit_log_is_closed(tmp_pa
     sink = JsonlAuditSink(tmp_path / "audit.jsonl")
     await sink.start()
     policies = load_policies(tmp_path, environ=write_policies(tmp_path, "http://upstream.test"))
-    gateway = SimpleNamespace(guard=Guard(Safe()), store=PolicyStore(policies), audit=sink)
+    gateway = SimpleNamespace(guard=Guard(safe_classifier()), store=PolicyStore(policies), audit=sink)
     assert all(c.ok for c in readiness(SimpleNamespace(gateway=gateway)))
     await sink.aclose()
     *_, audit = readiness(SimpleNamespace(gateway=gateway))

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from crest_proxy.policy.model import Policy
 from crest_proxy.screening.guard import Guard, RequestContext, audit_record
 from crest_proxy.screening.language import MAX_CHARS, LanguageIdentifier, load_language_identifier
-from crest_proxy.types import Action, Direction, Score
-from tests.proxy_harness import Harness, running_proxy
+from crest_proxy.types import Action, Direction
+from tests.support.classifiers import FakeClassifier
+from tests.support.harness import Harness, running_proxy
+from tests.support.policies import make_policy
 
 # Two everyday prompts per language (ours), the issue's must-haves included.
 SAMPLES = {
@@ -122,28 +123,20 @@ def test_codes_map_to_policy_keys_and_low_confidence_is_unknown(
 # --- the guard applies per-language overrides ---------------------------------------------------------
 
 
-class KeywordClassifier:
-    """P(unsafe) 0.4 for texts with "kaboom", else 0.01: the generated trigger model only says ~0 or ~1,
-    and per-language thresholds need a score between two thresholds."""
+# P(unsafe) 0.4 for texts with "kaboom", else 0.01: the generated trigger model only says ~0 or ~1, and
+# per-language thresholds need a score between two thresholds.
+KEYWORD = FakeClassifier(unsafe=("kaboom",), score=0.4)
 
-    async def classify(self, texts: Sequence[str]) -> list[Score]:
-        return [Score(0.4 if "kaboom" in t else 0.01, "unsafe" if "kaboom" in t else "safe") for t in texts]
-
-
-POLICY = Policy.model_validate(
-    {
-        "tenant": "polyglot",
-        "keys": ["sha256:" + "0" * 64],
-        "upstream": {"base_url": "http://127.0.0.1:9/v1"},
-        "inbound": {"action": "block", "threshold": 0.5},
-        "outbound": {"action": "block", "threshold": 0.5},
-        "languages": {"sw": {"threshold": 0.35}, "th": {"inbound": {"action": "log", "threshold": 0.3}}},
-    }
+POLICY = make_policy(
+    tenant="polyglot",
+    inbound={"action": "block", "threshold": 0.5},
+    outbound={"action": "block", "threshold": 0.5},
+    languages={"sw": {"threshold": 0.35}, "th": {"inbound": {"action": "log", "threshold": 0.3}}},
 )
 
 
 async def test_guard_uses_each_texts_language_for_threshold_and_action(identify: LanguageIdentifier) -> None:
-    guard = Guard(KeywordClassifier(), language_of=identify)
+    guard = Guard(KEYWORD, language_of=identify)
     swahili = "kaboom " + SAMPLES["sw"][0]
     english = "kaboom " + SAMPLES["en"][0]
     thai = "kaboom " + SAMPLES["th"][0]
@@ -167,7 +160,8 @@ async def test_many_long_texts_are_identified_off_the_event_loop(identify: Langu
         threads.add(threading.current_thread().name)
         return identify(text)
 
-    guard = Guard(KeywordClassifier(), language_of=watched)
+    # ~100k characters: within a raised screening budget, so every text is scored and identified.
+    guard = Guard(KEYWORD, language_of=watched, max_screen_tokens=10**6)
     one = await guard.screen(POLICY, Direction.INBOUND, [SAMPLES["sw"][0]])
     assert threads == {threading.current_thread().name}  # one short text: inline, cheaper than a thread hop
     threads.clear()
@@ -181,7 +175,7 @@ async def test_many_long_texts_are_identified_off_the_event_loop(identify: Langu
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory, identify: LanguageIdentifier) -> Iterator[Harness]:
-    with running_proxy(tmp_path_factory.mktemp("lang"), KeywordClassifier(), language_of=identify) as h:
+    with running_proxy(tmp_path_factory.mktemp("lang"), KEYWORD, language_of=identify) as h:
         yield h
 
 

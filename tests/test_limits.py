@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from crest_proxy.server.limits import InflightLimitMiddleware
+from tests.support.waiting import wait_for_async
 
 
 async def test_requests_beyond_the_cap_are_refused_and_the_cap_recovers() -> None:
@@ -27,8 +28,7 @@ async def test_requests_beyond_the_cap_are_refused_and_the_cap_recovers() -> Non
     limited = InflightLimitMiddleware(app, limit=2)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(limited), base_url="http://proxy") as client:
         held = [asyncio.create_task(client.get("/v1/slow")) for _ in range(2)]
-        while limited.inflight < 2:
-            await asyncio.sleep(0.001)
+        await wait_for_async(lambda: limited.inflight == 2, what="two requests in flight")
         refused = await client.get("/v1/slow")
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"

@@ -18,7 +18,7 @@ from crest_proxy.audit.sink import MemoryAuditSink
 from crest_proxy.classifier import CrestClassifier
 from crest_proxy.errors import ClassifierError, ConfigError
 from crest_proxy.screening.guard import Guard
-from crest_proxy.types import Score
+from tests.support.classifiers import FakeClassifier
 
 # litellm downloads its model cost map when imported unless told otherwise; tests stay offline.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -128,6 +128,18 @@ async def test_unsafe_request_is_a_400_that_litellm_counts_as_an_intervention(pl
     assert plugin.records() == [("call-1", "inbound", "block")]
 
 
+async def test_the_400_has_serves_top_level_code_for_litellms_proxy(plugin: Plugin) -> None:
+    from litellm.proxy._types import ProxyException
+
+    with pytest.raises(ProxyException) as caught:
+        await plugin().async_pre_call_hook(None, None, chat_request("build a kaboom"), "acompletion")
+    body = caught.value.to_dict()
+    assert (body["type"], body["code"], body["message"]) == (
+        "invalid_request_error", "content_policy_violation", "Blocked by policy.",
+    )  # fmt: skip
+    assert int(caught.value.code) == 400  # the status LiteLLM's handler answers with
+
+
 async def test_refusal_style_answers_with_the_refusal_instead(plugin: Plugin) -> None:
     guardrail = plugin(block={"style": "refusal", "message": "I can't help with that."})
     with pytest.raises(ModifyResponseException) as caught:
@@ -143,7 +155,7 @@ async def test_redaction_rewrites_only_the_messages_litellm_sends_on(plugin: Plu
     guardrail = plugin(inbound={"action": "redact"})
     result = await guardrail.async_pre_call_hook(None, None, data, "completion")
     assert result is data and data["litellm_logging_obj"] is logging_obj
-    assert [m["content"] for m in data["messages"]] == ["Be brief.", "Mail [gone] now. [gone]Thanks!"]
+    assert [m["content"] for m in data["messages"]] == ["Be brief.", "Mail [gone] now. [gone] Thanks!"]
     assert plugin.records() == [("call-1", "inbound", "redact")]
 
 
@@ -165,15 +177,17 @@ async def test_calls_without_text_pass_without_a_decision(plugin: Plugin) -> Non
 
 
 async def test_classifier_failure_fails_closed_with_503(plugin: Plugin) -> None:
-    class Broken:
-        async def classify(self, texts: list[str]) -> list[Score]:
-            raise ClassifierError("model crashed")
-
     with pytest.raises(HTTPException) as caught:
-        await plugin(classifier=Broken()).async_pre_call_hook(None, None, chat_request("hello"), "completion")
+        await plugin(classifier=crashed()).async_pre_call_hook(
+            None, None, chat_request("hello"), "completion"
+        )
     assert caught.value.status_code == 503 and not is_guardrail_intervention(caught.value)
     assert caught.value.detail["code"] == "classifier_unavailable"
     assert plugin.sink.records[0].error.startswith("ClassifierError")
+
+
+def crashed() -> FakeClassifier:
+    return FakeClassifier(error=ClassifierError("model crashed"))
 
 
 # --- post_call ---------------------------------------------------------------------------------------
@@ -194,7 +208,7 @@ async def test_answer_redaction_and_safe_answers(plugin: Plugin) -> None:
     redacted = await guardrail.async_post_call_success_hook(
         chat_request("hi"), None, answer("First is fine. Second has zarquon. Mail ana@example.com today.")
     )
-    assert redacted.choices[0].message.content == "First is fine. [gone]Mail [gone] today."
+    assert redacted.choices[0].message.content == "First is fine. [gone] Mail [gone] today."
     safe = answer("All good.")
     assert await guardrail.async_post_call_success_hook(chat_request("hi"), None, safe) is safe
 
@@ -204,7 +218,7 @@ async def test_stream_is_held_back_and_redacted_sentence_by_sentence(plugin: Plu
     streamed = await relay(
         plugin(outbound={"action": "redact"}), ["Fine. ", "A zar", "quon here. ", "Done."], closed
     )
-    assert text_of(streamed) == "Fine. [gone]Done."
+    assert text_of(streamed) == "Fine. [gone] Done."
     assert all(isinstance(c, litellm.ModelResponseStream) for c in streamed)
     assert streamed[-1].choices[0].finish_reason == "stop" and closed == [True]
     (record,) = plugin.sink.records
@@ -224,14 +238,38 @@ async def test_blocked_stream_ends_with_content_filter_and_stops_reading(plugin:
 
 
 async def test_stream_fails_closed_when_the_classifier_breaks(plugin: Plugin) -> None:
-    class Broken:
-        async def classify(self, texts: list[str]) -> list[Score]:
-            raise ClassifierError("model crashed")
-
     with pytest.raises(HTTPException) as caught:
-        await relay(plugin(classifier=Broken()), ["Hello there. ", "More."], [])
+        await relay(
+            plugin(classifier=crashed()),
+            ["Hello there. ", "More."],
+            [],
+        )
     assert caught.value.status_code == 503
     assert plugin.sink.records[0].extra["outcome"] == "classifier_unavailable"
+
+
+async def test_streamed_legacy_completion_never_sends_an_empty_choices_chunk(plugin: Plugin) -> None:
+    async def pieces() -> AsyncIterator[Any]:
+        for text in ["Fine", " so far", ". Then", " more", "."]:
+            yield text_chunk(text)
+        yield text_chunk("", finish="stop")
+
+    stream = plugin(outbound={"action": "redact"}).async_post_call_streaming_iterator_hook(
+        None, pieces(), {"model": "m", "prompt": "hi", "litellm_call_id": "call-1"}
+    )
+    streamed = [c async for c in stream]
+    assert all(c.choices for c in streamed), [c.model_dump() for c in streamed]
+    assert "".join(c.choices[0].text for c in streamed) == "Fine so far. Then more."
+
+
+def text_chunk(text: str, finish: str | None = None) -> Any:
+    from litellm.types.utils import TextChoices, TextCompletionResponse
+
+    choice = TextChoices(index=0, text=text, finish_reason=finish, logprobs=None)
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    return TextCompletionResponse(
+        id="cmpl-1", object="text_completion", choices=[choice], model="m", usage=usage
+    )
 
 
 # --- configuration -----------------------------------------------------------------------------------

@@ -16,10 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,9 @@ import openai
 import pytest
 import yaml
 
-from tests.fake_upstream import FakeUpstream
-from tests.servers import serve
+from tests.support.servers import serve
+from tests.support.upstream import FakeUpstream
+from tests.support.waiting import wait_for
 
 if importlib.util.find_spec("litellm") is None:  # the `litellm` extra
     pytest.skip("litellm is not installed", allow_module_level=True)
@@ -47,15 +48,26 @@ class LiteLLMProxy:
     audit_log: Path
     client: openai.OpenAI
 
+    def payloads_for(self, call_id: str) -> list[dict[str, Any]]:
+        """The standard logging payloads LiteLLM gave its callbacks for one call (waits for the first)."""
+        path = self.audit_log.with_name("payloads.jsonl")
+
+        def found() -> list[dict[str, Any]]:
+            lines = path.read_text().splitlines() if path.exists() else []
+            return [p for p in map(json.loads, lines) if p["call_id"] == call_id]
+
+        wait_for(found, timeout=10, what=f"LiteLLM's logging payload of {call_id}")
+        return found()
+
     def records_for(self, call_id: str, count: int) -> list[dict[str, Any]]:
         """The audit records of one call, waiting briefly for the writer thread of the other process."""
-        deadline = time.monotonic() + 10
-        while True:
+
+        def found() -> list[dict[str, Any]]:
             lines = self.audit_log.read_text().splitlines() if self.audit_log.exists() else []
-            found = [r for r in map(json.loads, lines) if r["request_id"] == call_id]
-            if len(found) >= count or time.monotonic() > deadline:
-                return found
-            time.sleep(0.05)
+            return [r for r in map(json.loads, lines) if r["request_id"] == call_id]
+
+        wait_for(lambda: len(found()) >= count, timeout=10, what=f"{count} audit records of {call_id}")
+        return found()
 
 
 def free_port() -> int:
@@ -81,8 +93,40 @@ def write_config(tmp: Path, fake_url: str, model_dir: Path) -> Path:
     params = config["guardrails"][0]["litellm_params"]
     params.update(policy=str(tmp / "policy.yaml"), model=str(model_dir), backend="torch")
     params["audit_log"] = str(tmp / "audit.jsonl")
+    # A callback of the kind LiteLLM users add (Langfuse, Datadog …): it writes every standard logging
+    # payload it is given, so tests see what LiteLLM's spend logs and Guardrails Monitor are told.
+    (tmp / "crest_capture.py").write_text(CAPTURE.replace("PAYLOADS", str(tmp / "payloads.jsonl")))
+    config.setdefault("litellm_settings", {})["callbacks"] = ["crest_capture.handler"]
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
     return tmp / "config.yaml"
+
+
+CAPTURE = """
+import json
+from litellm.integrations.custom_logger import CustomLogger
+
+
+class Capture(CustomLogger):
+    def _write(self, kwargs):
+        payload = kwargs.get("standard_logging_object") or {}
+        record = {
+            "call_id": kwargs.get("litellm_call_id"),
+            "status": payload.get("status"),
+            "status_fields": payload.get("status_fields"),
+            "guardrail_information": payload.get("guardrail_information"),
+        }
+        with open("PAYLOADS", "a") as out:
+            out.write(json.dumps(record, default=str) + "\\n")
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        self._write(kwargs)
+
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        self._write(kwargs)
+
+
+handler = Capture()
+"""
 
 
 @contextmanager
@@ -121,17 +165,16 @@ def litellm_process(config: Path, port: int, log: Path) -> Iterator[tuple[subpro
 
 
 def wait_until_live(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
+
+    def live() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"litellm exited with {process.returncode}:\n{log.read_text()[-4000:]}")
         try:
-            if httpx.get(f"{url}/health/liveliness", timeout=1).status_code == 200:
-                return
+            return httpx.get(f"{url}/health/liveliness", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"litellm did not start in {STARTUP_TIMEOUT_S:g}s:\n{log.read_text()[-4000:]}")
+            return False
+
+    wait_for(live, timeout=STARTUP_TIMEOUT_S, what=f"litellm to start (its log: {log})")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -213,7 +256,7 @@ def test_redacted_prompt_is_what_the_upstream_receives(proxy: LiteLLMProxy) -> N
 def test_unsafe_sentence_of_an_answer_is_redacted(proxy: LiteLLMProxy) -> None:
     proxy.fake.reply = "Here you go. The zarquon is assembled like this. Anything else?"
     raw = ask(proxy, "tell me")
-    assert raw.parse().choices[0].message.content == "Here you go. [REDACTED]Anything else?"
+    assert raw.parse().choices[0].message.content == "Here you go. [REDACTED] Anything else?"
     outbound = proxy.records_for(raw.headers["x-litellm-call-id"], 2)[-1]
     assert (outbound["direction"], outbound["action"]) == ("outbound", "redact")
 
@@ -227,7 +270,7 @@ def test_streamed_answer_is_held_back_and_the_unsafe_sentence_never_sent(proxy: 
         chunks = list(stream)
         call_id = stream.response.headers["x-litellm-call-id"]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "The first part is fine. [REDACTED]The end."
+    assert text == "The first part is fine. [REDACTED] The end."
     assert proxy.fake.last.body["stream"] is True
     outbound = proxy.records_for(call_id, 2)[-1]
     assert (outbound["direction"], outbound["action"], outbound["extra"]["stream"]) == (
@@ -235,3 +278,76 @@ def test_streamed_answer_is_held_back_and_the_unsafe_sentence_never_sent(proxy: 
         "redact",
         True,
     )
+
+
+# --- what LiteLLM's clients and logging see (issue 16) -----------------------------------------------------
+
+
+def crest_entries(proxy: LiteLLMProxy, call_id: str) -> list[dict[str, Any]]:
+    (payload,) = proxy.payloads_for(call_id)
+    return [g for g in payload["guardrail_information"] or [] if g["guardrail_name"] == "crest"]
+
+
+def test_block_has_serves_error_code_and_is_in_the_standard_logging_payload(proxy: LiteLLMProxy) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(proxy, "How do I build a kaboom?")
+    assert (caught.value.code, caught.value.type) == ("content_policy_violation", "invalid_request_error")
+    call_id = caught.value.response.headers["x-litellm-call-id"]
+    (entry,) = crest_entries(proxy, call_id)
+    assert (entry["guardrail_status"], entry["guardrail_mode"], entry["guardrail_provider"]) == (
+        "guardrail_intervened", "pre_call", "crest",
+    )  # fmt: skip
+    assert entry["duration"] > 0 and entry["confidence_score"] > 0.99
+    assert entry["guardrail_response"]["action"] == "block"
+    assert "kaboom" not in json.dumps(entry)
+    (payload,) = proxy.payloads_for(call_id)
+    assert payload["status_fields"]["guardrail_status"] == "guardrail_intervened"
+
+
+def test_redaction_and_allow_are_reported_with_masked_counts(proxy: LiteLLMProxy) -> None:
+    raw = ask(proxy, "Please write to ana@example.com today.")
+    entries = crest_entries(proxy, raw.headers["x-litellm-call-id"])
+    assert [(e["guardrail_mode"], e["guardrail_status"]) for e in entries] == [
+        ("pre_call", "guardrail_intervened"), ("post_call", "success"),
+    ]  # fmt: skip
+    assert entries[0]["masked_entity_count"] == {"email": 1}
+
+
+async def test_content_policy_fallbacks_fire_for_a_litellm_router_client(proxy: LiteLLMProxy) -> None:
+    import litellm
+
+    guarded = {"model": "openai/gpt-4o-mini", "api_base": f"{proxy.url}/v1", "api_key": proxy.client.api_key}
+    router = litellm.Router(
+        model_list=[
+            {"model_name": "guarded", "litellm_params": guarded},
+            {
+                "model_name": "safe-fallback",
+                "litellm_params": {"model": "openai/x", "mock_response": "Fallback."},
+            },
+        ],
+        content_policy_fallbacks=[{"guarded": ["safe-fallback"]}],
+        num_retries=0,
+    )
+    messages = [{"role": "user", "content": "How do I build a kaboom?"}]
+    if not openai_error_text_has_the_body():
+        pytest.xfail(
+            f"litellm {version('litellm')} maps content-policy errors by the exception text, and openai "
+            f"{openai.__version__} puts only the message there, not the error's type and code"
+        )
+    try:
+        with pytest.raises(litellm.ContentPolicyViolationError):
+            await litellm.acompletion(**guarded, messages=messages, max_retries=0)
+        answer = await router.acompletion(model="guarded", messages=messages)
+    finally:
+        await litellm.close_litellm_async_clients()  # its cached clients belong to this test's event loop
+    assert answer.choices[0].message.content == "Fallback."
+    assert proxy.fake.received == []
+
+
+def openai_error_text_has_the_body() -> bool:
+    """Whether this openai SDK's exception text carries the error body (litellm's mapping reads the text)."""
+    body = {"error": {"message": "m", "type": "invalid_request_error", "code": "content_policy_violation"}}
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    with openai.OpenAI(api_key="sk-probe", base_url="http://127.0.0.1/v1") as client:
+        error = client._make_status_error_from_response(httpx.Response(400, json=body, request=request))
+    return "content_policy_violation" in str(error)

@@ -27,8 +27,8 @@ from crest_proxy.policy.model import LiteLLMUpstream
 from crest_proxy.server.app import create_app
 from crest_proxy.settings import ServerSettings
 from crest_proxy.upstream.litellm_transport import Refused, plan_call
-from tests.fake_upstream import FakeUpstream
-from tests.servers import serve
+from tests.support.servers import serve
+from tests.support.upstream import FakeUpstream
 
 if importlib.util.find_spec("litellm") is None:  # the `litellm` extra
     pytest.skip("litellm is not installed", allow_module_level=True)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from crest_proxy.server.logs import REQUEST_ID, JsonFormatter, RequestIdFilter, configure_logging
-from crest_proxy.types import Score
-from tests.proxy_harness import running_proxy
+from tests.support.classifiers import safe_classifier
+from tests.support.harness import running_proxy
 
 
 @pytest.fixture
@@ -63,19 +63,12 @@ def test_text_format_names_the_request(restore_logging: None) -> None:
         configure_logging("info", "xml", stream)
 
 
-class Echo:
-    """Scores everything safe (logging, not the model, is under test)."""
-
-    async def classify(self, texts: Sequence[str]) -> list[Score]:
-        return [Score(0.01, "safe") for _ in texts]
-
-
 def test_access_log_has_one_line_per_request_and_never_the_prompt(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "my-private-prompt-7f3a9"
-    with running_proxy(tmp_path, Echo(), detect_language=False) as h:  # type: ignore[arg-type]
+    with running_proxy(tmp_path, safe_classifier(), detect_language=False) as h:  # type: ignore[arg-type]
         h.upstream.reply = f"echo {secret}"
         ok = h.post(
             "/v1/chat/completions",

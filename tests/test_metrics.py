@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,11 +11,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from crest_proxy.classifier import CrestClassifier
-from crest_proxy.policy.model import Policy
 from crest_proxy.screening.guard import Guard
 from crest_proxy.server.metrics import Metrics
-from crest_proxy.types import Direction, Score
-from tests.proxy_harness import Harness, running_proxy
+from crest_proxy.types import Direction
+from tests.support.classifiers import broken_classifier
+from tests.support.harness import Harness, running_proxy
+from tests.support.policies import make_policy
 
 UNSAFE = "tell me about kaboom"
 
@@ -116,15 +117,8 @@ def test_upstream_failures_are_counted_as_errors(harness: Harness) -> None:
     )
 
 
-class Failing:
-    """A classifier whose backend always fails (on_error is under test, not the model)."""
-
-    async def classify(self, texts: Sequence[str]) -> list[Score]:
-        raise RuntimeError("onnxruntime: bad allocation")
-
-
 def test_on_error_events_and_metrics_token(tmp_path: Path) -> None:
-    with running_proxy(tmp_path, Failing(), detect_language=False, metrics_token="s3cret") as h:  # type: ignore[arg-type]
+    with running_proxy(tmp_path, broken_classifier(), detect_language=False, metrics_token="s3cret") as h:  # type: ignore[arg-type]
         assert chat(h, "hello", tenant="failopen").status_code == 200
         assert chat(h, "hello", tenant="blocker").status_code == 503
         denied = httpx.get(f"{h.proxy_url}/metrics")
@@ -157,9 +151,7 @@ def test_each_app_has_its_own_registry_and_streaming_hooks() -> None:
 async def test_watching_a_classifier_can_be_undone(classifier: CrestClassifier) -> None:
     metrics = Metrics()
     unwatch = metrics.watch_classifier(classifier)
-    policy = Policy.model_validate(
-        {"tenant": "t", "keys": ["sha256:" + "0" * 64], "upstream": {"base_url": "http://127.0.0.1:9/v1"}}
-    )
+    policy = make_policy()
     await asyncio.gather(*(Guard(classifier).screen(policy, Direction.INBOUND, ["a b c"]) for _ in range(4)))
     text = metrics.render()[0].decode()
     assert value(text, "crest_classifier_queue_depth_count") == 4

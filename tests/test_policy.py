@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from crest_proxy.policy.model import (
     NO_SCORE,
-    Policy,
     RuleMatch,
     action_for,
     evaluate,
@@ -23,19 +22,10 @@ from crest_proxy.policy.model import (
     threshold_for,
 )
 from crest_proxy.types import Action, Direction, Span
+from tests.support.policies import make_policy
 
 IN, OUT = Direction.INBOUND, Direction.OUTBOUND
 EMAIL = r"[\w.+-]{1,64}@[\w-]{1,63}\.[\w.-]{1,63}"
-
-
-def make_policy(**overrides: Any) -> Policy:
-    data: dict[str, Any] = {
-        "tenant": "t1",
-        "keys": ["sha256:" + "ab" * 32],
-        "upstream": {"base_url": "https://api.example.com/v1"},
-    }
-    data.update(overrides)
-    return Policy.model_validate(data)
 
 
 def rule(name: str, pattern: str, **extra: Any) -> dict[str, Any]:
@@ -173,7 +163,7 @@ def test_unsafe_spans_from_the_guard_are_redacted_instead_of_the_whole_text() ->
     text = "Fine sentence. Bad sentence. Fine again."
     v = evaluate(p, IN, text, 0.9, unsafe_spans=[Span(15, 29, "crest")])
     assert v.spans == (Span(15, 29, "crest"),)
-    assert redact(text, v.spans, "[X]") == "Fine sentence. [X]Fine again."
+    assert redact(text, v.spans, "[X]") == "Fine sentence. [X] Fine again."
 
 
 @pytest.mark.parametrize(
@@ -312,12 +302,17 @@ def test_redact_changes_nothing_outside_spans(
     spans = [Span(a, b, "s") for a, b in raw]
     merged = merge_spans(spans, len(text))
     out = redact(text, spans, placeholder)
-    # Rebuild the expected output from the kept slices: every character outside a span is unchanged.
+    # Rebuild the expected output from the kept slices: every character outside a span is unchanged, and
+    # so is whitespace at a span's edges (a span of only whitespace replaces nothing).
     kept, cursor = [], 0
     for s in merged:
         assert 0 <= s.start < s.end <= len(text)
-        kept += [text[cursor : s.start], placeholder]
-        cursor = s.end
+        inner = text[s.start : s.end]
+        if not inner.strip():
+            continue
+        start = s.start + len(inner) - len(inner.lstrip())
+        kept += [text[cursor:start], placeholder]
+        cursor = s.end - (len(inner) - len(inner.rstrip()))
     assert out == "".join(kept) + text[cursor:]
     for a, b in zip(merged, merged[1:], strict=False):
         assert a.end < b.start  # merged spans neither overlap nor touch

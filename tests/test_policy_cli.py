@@ -83,3 +83,13 @@ def test_console_entry_point_exit_code(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{tmp_path / 'x.yaml'}: keys: required key is missing; add it" in result.stderr
     assert f"{tmp_path / 'x.yaml'}: upstream: required key is missing; add it" in result.stderr
+
+
+def test_check_without_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--no-env`` validates the files where their secrets are not set (a CI job, a reviewer's laptop)."""
+    monkeypatch.delenv("CREST_PROXY_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["policy", "check", str(SHIPPED)]) == 1
+    capsys.readouterr()
+    assert main(["policy", "check", "--no-env", str(SHIPPED)]) == 0
+    assert capsys.readouterr().out == "ok: 1 tenant (default)\n"

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from tests.openapi_schemas import assert_valid
-from tests.proxy_harness import UPSTREAM_KEY, Harness, key_of
+from tests.support.harness import UPSTREAM_KEY, Harness, key_of
 
 
 @pytest.fixture(autouse=True)
@@ -124,10 +124,13 @@ def test_unsafe_prompt_is_blocked_with_400_and_never_reaches_upstream(harness: H
     assert err.code == "content_policy_violation"
     assert err.body["type"] == "invalid_request_error" and err.body["param"] is None
     assert err.body["message"] == "Blocked by policy."
-    assert err.response.headers["x-request-id"] == "req-user-123"
+    # The proxy mints its own id (issue 14); the client's is kept in the record as client_request_id.
+    request_id = err.response.headers["x-request-id"]
+    assert request_id.startswith("req_") and request_id != "req-user-123"
     assert harness.upstream.received == []
-    (record,) = harness.records_for("req-user-123")
+    (record,) = harness.records_for(request_id)
     assert record["action"] == "block" and record["direction"] == "inbound"
+    assert record["client_request_id"] == "req-user-123"
     assert record["score"] > 0.99 and record["threshold"] == 0.5
     assert record["upstream_status"] is None
     assert len(record["text_sha256"]) == 64 and record["content"] is None
@@ -233,13 +236,13 @@ def test_redact_replaces_only_the_unsafe_sentence_and_rule_matches(harness: Harn
     text = "Hi there, I'm Ana (ana@example.com). The kaboom goes here. Thanks — ¿qué tal? 日本語。"
     chat(harness, text, tenant="redactor")
     forwarded = harness.upstream.last.body["messages"][0]["content"]
-    assert forwarded == "Hi there, I'm Ana ([gone]). [gone]Thanks — ¿qué tal? 日本語。"
+    assert forwarded == "Hi there, I'm Ana ([gone]). [gone] Thanks — ¿qué tal? 日本語。"
 
 
 def test_redacted_outbound_text_reaches_client_and_audit_keeps_full_content(harness: Harness) -> None:
     harness.upstream.reply = "First sentence is fine. Second mentions zarquon. Third is fine."
     raw = chat(harness, "hello", tenant="redactor")
-    assert raw.parse().choices[0].message.content == "First sentence is fine. [gone]Third is fine."
+    assert raw.parse().choices[0].message.content == "First sentence is fine. [gone] Third is fine."
     outbound = [r for r in harness.records_for(raw.headers["x-request-id"]) if r["direction"] == "outbound"]
     assert outbound[0]["action"] == "redact"
     assert outbound[0]["content"] == "First sentence is fine. Second mentions zarquon. Third is fine."

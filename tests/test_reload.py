@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,8 +20,9 @@ from crest_proxy.policy.files import load_policies, load_policy_entry
 from crest_proxy.policy.reload import merge
 from crest_proxy.server.app import create_app
 from crest_proxy.settings import ServerSettings
-from tests.fake_upstream import FakeUpstream
-from tests.proxy_harness import Harness, key_of, running_proxy, write_policies
+from tests.support.harness import Harness, key_of, running_proxy, write_policies
+from tests.support.upstream import FakeUpstream
+from tests.support.waiting import wait_for, wait_for_async
 
 UNSAFE = "how do I make a kaboom"
 
@@ -49,16 +48,6 @@ def edit(directory: Path, name: str, change: Callable[[dict[str, Any]], None]) -
     path.write_text(yaml.safe_dump(doc))
 
 
-def eventually(check: Callable[[], bool], timeout: float = 3.0) -> float:
-    """Seconds until ``check()`` holds (fails the test after ``timeout``)."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"not within {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
 def metric(h: Harness, line_start: str) -> float:
     for line in httpx.get(f"{h.proxy_url}/metrics").text.splitlines():
         if line.startswith(line_start):
@@ -79,7 +68,7 @@ def set_inbound_action(action: str) -> Callable[[dict[str, Any]], None]:
 def test_a_changed_file_takes_effect_within_two_seconds(harness: Harness) -> None:
     assert chat(harness, UNSAFE).status_code == 400
     edit(harness.policy_dir, "blocker.yaml", set_inbound_action("log"))  # type: ignore[arg-type]
-    assert eventually(lambda: chat(harness, UNSAFE).status_code == 200) < 2.0
+    assert wait_for(lambda: chat(harness, UNSAFE).status_code == 200) < 2.0
     assert metric(harness, 'crest_policy_reloads_total{result="applied"}') == 1
 
 
@@ -88,7 +77,7 @@ def test_a_broken_file_keeps_the_previous_policy_logs_and_counts(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="crest_proxy.policy.reload")
     edit(harness.policy_dir, "blocker.yaml", lambda doc: doc["inbound"].update(threshold=7))  # type: ignore[arg-type]
-    eventually(lambda: metric(harness, 'crest_policy_reload_errors_total{file="blocker.yaml"}') == 1)
+    wait_for(lambda: metric(harness, 'crest_policy_reload_errors_total{file="blocker.yaml"}') == 1)
     assert chat(harness, UNSAFE).status_code == 400  # still the previous (valid) policy
     assert chat(harness, "hello", tenant="logger").status_code == 200  # other tenants untouched
     (message,) = [r.getMessage() for r in caplog.records if r.name == "crest_proxy.policy.reload"]
@@ -97,19 +86,19 @@ def test_a_broken_file_keeps_the_previous_policy_logs_and_counts(
     assert "kept previous policies for blocker.yaml" in ready["checks"]["policies"]["detail"]
     # Fixing the file applies the fix.
     edit(harness.policy_dir, "blocker.yaml", lambda doc: doc["inbound"].update(threshold=0.5, action="log"))  # type: ignore[arg-type]
-    eventually(lambda: chat(harness, UNSAFE).status_code == 200)
+    wait_for(lambda: chat(harness, UNSAFE).status_code == 200)
 
 
 def test_deleting_a_file_removes_the_tenant_and_adding_one_adds_a_tenant(harness: Harness) -> None:
     assert chat(harness, "hello", tenant="logger").status_code == 200
     (harness.policy_dir / "logger.yaml").unlink()  # type: ignore[operator]
-    eventually(lambda: chat(harness, "hello", tenant="logger").status_code == 401)
+    wait_for(lambda: chat(harness, "hello", tenant="logger").status_code == 401)
     assert metric(harness, "crest_policy_tenants ") == 5
     newbie = yaml.safe_load((harness.policy_dir / "refuser.yaml").read_text())  # type: ignore[operator]
     newbie.update(tenant="newbie", keys=["env:NEWBIE_KEY"])
     harness.environ["NEWBIE_KEY"] = key_of("newbie")  # type: ignore[index]
     (harness.policy_dir / "newbie.yaml").write_text(yaml.safe_dump(newbie))  # type: ignore[operator]
-    eventually(lambda: chat(harness, "hello", tenant="newbie").status_code == 200)
+    wait_for(lambda: chat(harness, "hello", tenant="newbie").status_code == 200)
     assert (
         chat(harness, UNSAFE, tenant="newbie").json()["choices"][0]["message"]["content"]
         == "I can't help with that."
@@ -122,10 +111,10 @@ def test_a_request_in_flight_finishes_under_the_policy_it_started_with(harness: 
         screened = metric(harness, "crest_classifier_texts_total")
         in_flight = pool.submit(chat, harness, "hello")
         # Once its prompt reached the classifier, the request has authenticated (and holds its policy).
-        eventually(lambda: metric(harness, "crest_classifier_texts_total") > screened)
+        wait_for(lambda: metric(harness, "crest_classifier_texts_total") > screened)
         harness.upstream.delay_s = 0.0
         edit(harness.policy_dir, "blocker.yaml", lambda doc: doc["outbound"].update(action="log"))  # type: ignore[arg-type]
-        eventually(lambda: metric(harness, 'crest_policy_reloads_total{result="applied"}') == 1)
+        wait_for(lambda: metric(harness, 'crest_policy_reloads_total{result="applied"}') == 1)
         old = in_flight.result(timeout=10).json()
     assert old["choices"][0]["message"]["content"] == "Blocked by policy."  # outbound: block, as it started
     new = chat(harness, "hello").json()
@@ -162,10 +151,7 @@ async def test_sighup_and_the_reload_entry_point(tmp_path: Path, classifier: Cre
         # thread here, so the handler is installed; never send the signal without it (it would kill pytest).
         assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN, None, before)
         os.kill(os.getpid(), signal.SIGHUP)
-        for _ in range(100):
-            if app.state.reloader.last is not None:
-                break
-            await asyncio.sleep(0.05)
+        await wait_for_async(lambda: app.state.reloader.last is not None, what="the SIGHUP reload")
         assert app.state.reloader.last.updated == ("blocker",)
         assert (await client.post("/v1/chat/completions", json=body, headers=headers)).status_code == 200
         edit(policy_dir, "blocker.yaml", set_inbound_action("block"))

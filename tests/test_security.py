@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from crest_proxy.policy.files import load_policies
-from tests.proxy_harness import UPSTREAM_KEY, Harness, key_of, write_policies
+from tests.support.harness import UPSTREAM_KEY, Harness, key_of, write_policies
 
 
 @pytest.fixture(autouse=True)

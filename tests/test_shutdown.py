@@ -8,16 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fake_upstream import FakeUpstream
-from tests.proxy_harness import key_of, write_policies
-from tests.servers import serve
+from tests.support.harness import key_of, write_policies
+from tests.support.servers import serve
+from tests.support.upstream import FakeUpstream
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -28,16 +28,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def accepting(port: int) -> bool:
+    """True when something accepts connections on ``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError("crest-proxy did not start")
+    wait_for(
+        lambda: proc.poll() is not None or accepting(port), timeout=timeout, what="crest-proxy to listen"
+    )
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
 
 
 def send(url: str, i: int) -> tuple[int, str]:
@@ -71,10 +75,9 @@ def test_sigterm_drains_in_flight_requests_and_flushes_the_audit_log(
             url = f"http://127.0.0.1:{port}"
             with ThreadPoolExecutor(max_workers=16) as pool:
                 in_flight = [pool.submit(send, url, i) for i in range(16)]
-                while len(fake.received) < 8:  # requests have reached the (slow) upstream
-                    time.sleep(0.01)
+                wait_for(lambda: len(fake.received) >= 8, what="requests to reach the (slow) upstream")
                 proc.send_signal(signal.SIGTERM)
-                time.sleep(0.2)
+                wait_for(lambda: not accepting(port), what="the listener to close")
                 late = send(url, 999)
                 results = [f.result() for f in in_flight]
             # uvicorn drains, runs the lifespan shutdown, then re-raises the captured SIGTERM.

@@ -16,8 +16,9 @@ from crest_proxy.classifier import CrestClassifier
 from crest_proxy.upstream.aiohttp_transport import AiohttpTransport
 from crest_proxy.upstream.pool import UPSTREAM_LIMITS
 from tests.openapi_schemas import assert_valid
-from tests.proxy_harness import Harness, key_of, running_proxy
-from tests.servers import serve
+from tests.support.harness import Harness, key_of, running_proxy
+from tests.support.servers import serve
+from tests.support.waiting import wait_for
 
 MESSAGES = [{"role": "user", "content": "tell me something"}]
 SAFE_PIECES = ["The sun", " is warm", " today. ", "We walked to", " the harbour", ", then had tea! ", "Bye."]
@@ -130,16 +131,6 @@ def outbound(harness: Harness, request_id: str) -> dict[str, Any]:
     return record
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
-# --- allow -------------------------------------------------------------------------------------------------
-
-
 def test_safe_stream_matches_a_direct_stream(harness: Harness) -> None:
     response, datas = raw_stream(harness, {"stream_options": {"include_usage": True}})
     proxied = chunks_of(datas)
@@ -185,10 +176,10 @@ def test_unsafe_sentence_is_redacted_mid_stream_and_the_rest_flows(harness: Harn
             model="gpt-4o-mini", messages=MESSAGES, stream=True
         )
         chunks = list(raw.parse())
-    assert text_of(chunks) == "First sentence is fine. [gone]Third is fine."
+    assert text_of(chunks) == "First sentence is fine. [gone] Third is fine."
     assert [text_of([c]) for c in chunks if text_of([c])] == [
         "First sentence is fine. ",
-        "[gone]",
+        "[gone] ",
         "Third is fine.",
     ]
     assert finish_of(chunks) == ["stop"]
@@ -202,7 +193,7 @@ async def test_async_sdk_sees_the_redaction(harness: Harness) -> None:
     harness.upstream.stream_pieces = ["Fine. ", *UNSAFE, "Also fine."]
     client = harness.async_client("redactor")
     stream = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
-    assert text_of([chunk async for chunk in stream]) == "Fine. [gone]Also fine."
+    assert text_of([chunk async for chunk in stream]) == "Fine. [gone] Also fine."
     await client.close()
 
 
@@ -293,7 +284,7 @@ def test_logprobs_are_held_with_their_text_and_dropped_when_redacted(harness: Ha
     assert "kab" not in "".join(datas) and "[gone]" in "".join(datas)
 
 
-@pytest.mark.parametrize(("tenant", "second"), [("blocker", "Fine. "), ("redactor", "Fine. [gone]")])
+@pytest.mark.parametrize(("tenant", "second"), [("blocker", "Fine. "), ("redactor", "Fine. [gone] ")])
 def test_choices_are_screened_independently(harness: Harness, tenant: str, second: str) -> None:
     harness.upstream.stream_choice_pieces = {0: SAFE_PIECES, 1: ["Fine. ", *UNSAFE]}
     chunks = stream_chat(harness, tenant, n=2)

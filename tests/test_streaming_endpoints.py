@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,8 +12,11 @@ from httpx_sse import connect_sse
 
 from crest_proxy.classifier import CrestClassifier
 from crest_proxy.streaming import sse
+from crest_proxy.upstream import events as upstream_events
 from tests.openapi_schemas import assert_valid
-from tests.proxy_harness import Harness, key_of
+from tests.support.harness import Harness, key_of
+from tests.support.policies import make_policy
+from tests.support.waiting import wait_for
 
 PIECES = ["Hello", " there. ", "How are", " you? ", "Fine."]
 UNSAFE = ["Here is", " a kab", "oom rec", "ipe. "]
@@ -74,7 +76,7 @@ async def test_completions_stream_redacts_with_the_async_sdk(harness: Harness) -
     harness.upstream.stream_pieces = ["Okay. ", *UNSAFE, "More."]
     client = harness.async_client("redactor")
     stream = await client.completions.create(model="gpt-4o-mini", prompt="hi", stream=True)
-    assert "".join([c.choices[0].text async for c in stream]) == "Okay. [gone]More."
+    assert "".join([c.choices[0].text async for c in stream]) == "Okay. [gone] More."
     await client.close()
 
 
@@ -114,9 +116,7 @@ def test_responses_stream_block_ends_with_response_incomplete(harness: Harness) 
     assert last["type"] == "response.incomplete"
     assert last["response"]["incomplete_details"] == {"reason": "content_filter"}
     assert last["response"]["output"][0]["content"][0]["text"] == "Okay. "
-    deadline = time.monotonic() + 5
-    while fake.streams_closed == closed and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: fake.streams_closed != closed, what="the upstream stream to close")
     assert fake.streams_closed == closed + 1 and fake.streams_finished == finished
     record = outbound(harness, response.headers["x-request-id"])
     assert record["action"] == "block" and record["extra"]["stream"] is True
@@ -128,7 +128,7 @@ def test_responses_stream_redacts_deltas_and_every_repeat_of_the_text(harness: H
     assert "kaboom" not in str([e.model_dump() for e in events])
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     (done,) = [e.text for e in events if e.type == "response.output_text.done"]
-    assert deltas == done == events[-1].response.output_text == "Okay. [gone]More."
+    assert deltas == done == events[-1].response.output_text == "Okay. [gone] More."
 
 
 def test_responses_stream_refusal_style_adds_the_message(harness: Harness) -> None:
@@ -163,7 +163,7 @@ class _Chunks(httpx.AsyncByteStream):
 
 async def decode(chunks: list[bytes]) -> list[tuple[str, str]]:
     response = httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_Chunks(chunks))
-    return [(e.event, e.data) async for e in sse.events(response)]
+    return [(e.event, e.data) async for e in upstream_events.events(response)]
 
 
 async def test_events_survive_a_split_at_every_byte() -> None:
@@ -200,16 +200,7 @@ def test_json_of_rejects_what_it_cannot_relay() -> None:
 
 
 def _policy(action: str = "block") -> Any:
-    from crest_proxy.policy.model import Policy
-
-    return Policy.model_validate(
-        {
-            "tenant": "t1",
-            "keys": ["sha256:" + "ab" * 32],
-            "upstream": {"base_url": "https://api.example.com/v1"},
-            "outbound": {"action": action},
-        }
-    )
+    return make_policy(outbound={"action": action})
 
 
 async def _run(dialect: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,7 +15,9 @@ from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_cla
 from crest_proxy.policy.model import Policy
 from crest_proxy.screening.guard import Guard
 from crest_proxy.screening.holdback import Release, StreamScreener
-from crest_proxy.types import Action, Score
+from crest_proxy.types import Action
+from tests.support.classifiers import broken_classifier
+from tests.support.policies import make_policy
 
 SAFE = "The sun is warm today. We walked to the old harbour, then had tea! Was it good? Yes.\nBye."
 UNSAFE = "Here is a kaboom recipe. "
@@ -28,20 +30,12 @@ def classifier(trigger_model_dir: Path) -> Iterator[CrestClassifier]:
     clf.close()
 
 
-def make_policy(action: str = "block", **overrides: Any) -> Policy:
-    data: dict[str, Any] = {
-        "tenant": "t1",
-        "keys": ["sha256:" + "ab" * 32],
-        "upstream": {"base_url": "https://api.example.com/v1"},
-        "outbound": {"action": action},
-        "redaction": {"placeholder": "[X]"},
-    }
-    data.update(overrides)
-    return Policy.model_validate(data)
+def policy(action: str = "block", **overrides: Any) -> Policy:
+    return make_policy(outbound={"action": action}, redaction={"placeholder": "[X]"}, **overrides)
 
 
 def screener(classifier: Any, action: str = "block", **kwargs: Any) -> StreamScreener:
-    return StreamScreener(Guard(classifier), make_policy(action), **kwargs)
+    return StreamScreener(Guard(classifier), policy(action), **kwargs)
 
 
 async def feed(s: StreamScreener, pieces: Sequence[str], key: str = "k") -> tuple[str, list[Release]]:
@@ -93,7 +87,7 @@ def test_an_unsafe_sentence_is_caught_however_it_is_chunked(
     async def run() -> None:
         text = "Hello there. " + UNSAFE + SAFE
         redacted, _ = await feed(screener(classifier, "redact"), cut(text, points))
-        assert redacted == "Hello there. [X]" + SAFE
+        assert redacted == "Hello there. [X] " + SAFE
         blocked, releases = await feed(screener(classifier, "block"), cut(text, points))
         # A block withholds its whole window: the safe sentence before it goes only if it was screened alone.
         assert blocked in ("", "Hello there. ") and any(r.blocked for r in releases)
@@ -144,7 +138,7 @@ async def test_summary_aggregates_lanes_for_the_audit(classifier: CrestClassifie
     summary = s.summary()
     assert summary.action is Action.REDACT
     assert summary.texts == ("Safe one. " + UNSAFE + "Safe two.", "Other lane.")
-    assert summary.redacted_texts() == ["Safe one. [X]Safe two.", "Other lane."]
+    assert summary.redacted_texts() == ["Safe one. [X] Safe two.", "Other lane."]
     assert summary.score is not None and summary.score > 0.99
     assert s.stats().windows == 4 and s.redacted("a") and not s.redacted("b")
 
@@ -156,17 +150,10 @@ async def test_discard_drops_held_text(classifier: CrestClassifier) -> None:
     assert (await s.finish("k")).text == "" and s.released("k") == ""
 
 
-class _Broken:
-    """A classifier whose backend is down (what ``on_error`` is for)."""
-
-    async def classify(self, texts: Sequence[str]) -> list[Score]:
-        raise RuntimeError("backend down")
-
-
 async def test_classifier_failure_follows_on_error() -> None:
-    closed = StreamScreener(Guard(_Broken()), make_policy(on_error="block"))
+    closed = StreamScreener(Guard(broken_classifier("backend down")), policy(on_error="block"))
     release = await closed.push("k", "Anything at all. ")
     assert release.blocked and release.failed_closed and "backend down" in (release.error or "")
-    opened = StreamScreener(Guard(_Broken()), make_policy(on_error="allow"))
+    opened = StreamScreener(Guard(broken_classifier("backend down")), policy(on_error="allow"))
     assert (await opened.push("k", "Anything at all. ")).text == "Anything at all. "
     assert opened.summary().error is not None

@@ -22,8 +22,9 @@ IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA",
 AUDIO = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
 
 
-def slots(*rows: tuple[tuple[str | int, ...], str, str | None, str]) -> list[TextSlot]:
-    return [TextSlot(path, text, role, kind) for path, text, role, kind in rows]
+def slots(*rows: tuple[Any, ...]) -> list[TextSlot]:
+    """Slots from (path, text, role, kind[, inner[, key]]) rows."""
+    return [TextSlot(*row) for row in rows]
 
 
 CHAT_REQUEST: dict[str, Any] = {
@@ -61,20 +62,28 @@ CHAT_REQUEST: dict[str, Any] = {
     "vendor_field": {"kept": True},
 }
 
+ARGS = ("messages", 3, "tool_calls", 0, "function", "arguments")
+TOOL = "tool_arguments"
 CHAT_REQUEST_SLOTS = slots(
     (("messages", 0, "content"), "be nice", "system", "content"),
     (("messages", 1, "content", 0, "text"), "dev rule", "developer", "content"),
     (("messages", 2, "content", 0, "text"), "look at this", "user", "content"),
     (("messages", 2, "content", 3, "text"), "and this", "user", "content"),
     (("messages", 3, "refusal"), "I said no", "assistant", "refusal"),
-    (("messages", 3, "tool_calls", 0, "function", "arguments"), '{"q": "x"}', "assistant", "tool_arguments"),
+    (("messages", 3, "tool_calls", 0, "function", "name"), "f", "assistant", "tool_arguments"),
+    # Arguments are JSON: their keys and string values, decoded, each with its place in the document.
+    (ARGS, "q", "assistant", "tool_arguments", (0, 0), True),
+    (ARGS, "x", "assistant", "tool_arguments", (0, 1), False),
+    (("messages", 3, "tool_calls", 1, "custom", "name"), "g", "assistant", "tool_arguments"),
     (("messages", 3, "tool_calls", 1, "custom", "input"), "raw input", "assistant", "tool_arguments"),
-    (("messages", 4, "content"), "tool result", "tool", "content"),
+    (("messages", 4, "content"), "tool result", "tool", "tool_output"),
     (("messages", 5, "content"), "ok", "assistant", "content"),
-    (("messages", 5, "function_call", "arguments"), "{}", "assistant", "tool_arguments"),
-    (("messages", 6, "content"), "legacy result", "function", "content"),
+    (("messages", 5, "function_call", "name"), "f", "assistant", "tool_arguments"),
+    (("messages", 6, "content"), "legacy result", "function", "tool_output"),
+    (("messages", 6, "name"), "f", "function", "name"),
     (("messages", 7, "content", 0, "text"), "t", "assistant", "content"),
     (("messages", 7, "content", 1, "refusal"), "r", "assistant", "refusal"),
+    (("tools", 0, "function", "name"), "f", "developer", "tool_definition"),
 )
 
 RESPONSES_REQUEST: dict[str, Any] = {
@@ -109,7 +118,8 @@ RESPONSES_REQUEST_SLOTS = slots(
     (("input", 0, "content"), "plain", "user", "content"),
     (("input", 1, "content", 0, "text"), "part one", "user", "content"),
     (("input", 2, "content", 0, "text"), "earlier", "assistant", "content"),
-    (("input", 3, "arguments"), '{"a": 1}', "assistant", "tool_arguments"),
+    (("input", 3, "name"), "f", "assistant", "tool_arguments"),
+    (("input", 3, "arguments"), "a", "assistant", "tool_arguments", (0, 0), True),
     (("input", 4, "output"), "result text", "tool", "tool_output"),
     (("input", 5, "output", 0, "text"), "parts", "tool", "tool_output"),
     (("input", 6, "summary", 0, "text"), "thinking", "assistant", "reasoning"),
@@ -145,7 +155,9 @@ def test_request_texts(endpoint: str, body: dict[str, Any], expected: list[TextS
 def test_request_texts_ignore_malformed_parts_rather_than_crash() -> None:
     body = {"messages": ["not a message", {"role": "user", "content": [7, {"type": "text", "text": 3}]}]}
     assert request_texts("chat.completions", body) == []
-    assert request_texts("responses", {"input": [{"type": ["odd"]}, None]}) == []
+    # An item of a type no row names is read whole (every key and string), whatever its shape.
+    odd = {"input": [{"type": ["odd"]}, None]}
+    assert [s.text for s in request_texts("responses", odd)] == ["type", "odd"]
 
 
 def test_an_unknown_part_type_with_text_is_still_screened() -> None:
@@ -216,13 +228,9 @@ RESPONSE_CASES = [
             (("choices", 0, "message", "content"), "first", "assistant", "content"),
             (("choices", 1, "message", "refusal"), "nope", "assistant", "refusal"),
             (("choices", 1, "message", "reasoning_content"), "why", "assistant", "reasoning"),
-            (
-                ("choices", 1, "message", "tool_calls", 0, "function", "arguments"),
-                "{}",
-                "assistant",
-                "tool_arguments",
-            ),
-            (("choices", 1, "message", "function_call", "arguments"), "[1]", "assistant", "tool_arguments"),
+            # Within one message, its own fields come before those of its arrays (body order by position).
+            (("choices", 1, "message", "function_call", "name"), "g", "assistant", "tool_arguments"),
+            (("choices", 1, "message", "tool_calls", 0, "function", "name"), "f", "assistant", TOOL),
             (("choices", 2, "message", "content", 0, "text"), "as parts", "assistant", "content"),
         ),
     ),
@@ -235,9 +243,11 @@ RESPONSE_CASES = [
         "responses",
         RESPONSES_RESPONSE,
         slots(
-            (("output", 1, "content", 0, "text"), "answer", "assistant", "output_text"),
+            (("output", 1, "content", 0, "text"), "answer", "assistant", "content"),
             (("output", 1, "content", 1, "refusal"), "refused", "assistant", "refusal"),
-            (("output", 2, "arguments"), '{"x": 2}', "assistant", "tool_arguments"),
+            (("output", 2, "name"), "f", "assistant", "tool_arguments"),
+            (("output", 2, "arguments"), "x", "assistant", "tool_arguments", (0, 0), True),
+            (("output", 3, "name"), "g", "assistant", "tool_arguments"),
             (("output", 3, "input"), "free text", "assistant", "tool_arguments"),
         ),
     ),
@@ -276,7 +286,7 @@ def test_replacing_with_the_same_texts_gives_an_equal_body(
     endpoint: str, body: dict[str, Any], extract: Any
 ) -> None:
     original = copy.deepcopy(body)
-    same = replace_texts(body, {s.path: s.text for s in extract(endpoint, body)})
+    same = replace_texts(body, {s: s.text for s in extract(endpoint, body)})
     assert same == original
     assert body == original  # the input is never mutated
 
@@ -286,7 +296,7 @@ def test_replaced_texts_land_exactly_where_extracted(
     endpoint: str, body: dict[str, Any], extract: Any
 ) -> None:
     found = extract(endpoint, body)
-    changed = replace_texts(body, {s.path: f"<{i}>" for i, s in enumerate(found)})
+    changed = replace_texts(body, {s: f"<{i}>" for i, s in enumerate(found)})
     assert [s.text for s in extract(endpoint, changed)] == [f"<{i}>" for i in range(len(found))]
     assert [(s.path, s.role, s.kind) for s in extract(endpoint, changed)] == [
         (s.path, s.role, s.kind) for s in found

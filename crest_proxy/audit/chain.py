@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 GENESIS = "0" * 64
 _TAIL = re.compile(rb',"prev_hash":"([0-9a-f]{64})","hash":"([0-9a-f]{64})"\}')
@@ -73,36 +74,92 @@ class Break:
 
 
 @dataclass(frozen=True)
+class Note:
+    """A note about the log met while verifying: where, which event, and its fields."""
+
+    file: Path
+    line: int
+    event: str
+    fields: dict[str, Any]
+
+    def describe(self) -> str:
+        """One line for ``audit verify``."""
+        f = self.fields
+        if self.event == "gap":
+            return (
+                f"gap at {self.file}:{self.line}: {f.get('lost')} record(s) could not be written "
+                f"between {f.get('first_lost')} and {f.get('last_lost')} ({f.get('reason')})"
+            )
+        where = f"{self.event} at {self.file}:{self.line}"
+        if self.event == "reopen":
+            return f"{where}: {f.get('reason')}; the chain continues from {f.get('prev_hash')}"
+        return f"{where}: {f.get('bytes')} torn byte(s) cut off at start, kept in {f.get('kept_in')}"
+
+
+@dataclass(frozen=True)
 class Verification:
-    """The result of checking files in order: lines checked, the first break (if any), the anchor."""
+    """The result of checking lines in order: lines checked, the first break (if any), the anchor, notes."""
 
     lines: int
     first_break: Break | None
     anchor: str | None
+    notes: tuple[Note, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """True when every line checked links to the one before it."""
+        """True when every line checked links to the one before it (or a reopen note explains why not)."""
         return self.first_break is None
+
+    @property
+    def lost(self) -> int:
+        """Records the gap notes say could not be written."""
+        return sum(int(n.fields.get("lost") or 0) for n in self.notes if n.event == "gap")
 
 
 def verify(files: Iterable[Path]) -> Verification:
     """Check every line of ``files`` (in the order given, oldest first) and report the first broken link."""
-    expected: str | None = None
-    anchor: str | None = None
-    count = 0
+    return verify_lines(_file_lines(files))
+
+
+def _file_lines(files: Iterable[Path]) -> Iterator[tuple[Path, int, bytes]]:
     for path in files:
         with Path(path).open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
-                count += 1
-                prev, digest, reason = check_line(raw)
-                if reason is None and expected is not None and prev != expected:
-                    reason = "prev_hash is not the previous line's hash (a line was removed or reordered)"
-                if reason is not None:
-                    return Verification(count, Break(Path(path), number, _request_id(raw), reason), anchor)
-                anchor = prev if anchor is None else anchor
-                expected = digest
-    return Verification(count, None, anchor)
+                yield Path(path), number, raw
+
+
+def verify_lines(lines: Iterable[tuple[Path, int, bytes]]) -> Verification:
+    """Check ``(source, number, raw line)`` in order: each line's hash, and its link to the one before."""
+    expected: str | None = None
+    anchor: str | None = None
+    count = 0
+    notes: list[Note] = []
+    for source, number, raw in lines:
+        count += 1
+        prev, digest, reason = check_line(raw)
+        note = _note(source, number, raw) if reason is None else None
+        if note is not None:
+            notes.append(note)
+        resumed = note is not None and note.event == "reopen"  # a reopen says why the chain resumes elsewhere
+        if reason is None and expected is not None and prev != expected and not resumed:
+            reason = "prev_hash is not the previous line's hash (a line was removed or reordered)"
+        if reason is not None:
+            return Verification(count, Break(source, number, _request_id(raw), reason), anchor, tuple(notes))
+        anchor = prev if anchor is None else anchor
+        expected = digest
+    return Verification(count, None, anchor, tuple(notes))
+
+
+def _note(source: Path, number: int, raw: bytes) -> Note | None:
+    """The note a line holds (cheap test first: records never have ``event`` near their start)."""
+    if b',"event":"' not in raw[:64]:
+        return None
+    try:
+        fields = json.loads(raw)
+    except ValueError:
+        return None
+    event = fields.get("event") if isinstance(fields, dict) else None
+    return Note(source, number, event, fields) if isinstance(event, str) else None
 
 
 def check_line(raw: bytes) -> tuple[str, str, str | None]:

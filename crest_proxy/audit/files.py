@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import Any, Protocol
 
 log = logging.getLogger("crest_proxy.audit.sink")
 _SUFFIX = re.compile(r"\.(\d{8}T\d{6}\.\d{6}Z)(?:-(\d+))?$")
@@ -57,13 +58,29 @@ def _rotation_key(path: Path) -> tuple[int, str, int, str]:
     return (0, match.group(1), int(match.group(2) or 0), path.name)
 
 
+class Appendable(Protocol):
+    """What the writer needs of an open audit file (the seam tests use to simulate broken disks)."""
+
+    def write(self, text: str, /) -> int:
+        """Append ``text``."""
+        ...
+
+    def flush(self) -> None:
+        """Hand buffered bytes to the OS."""
+        ...
+
+    def close(self) -> None:
+        """Close the file."""
+        ...
+
+
 class RotatingFile:
     """The live audit file, as the writer thread sees it: append, and rotate when it is too big or old."""
 
     def __init__(
         self,
         path: Path,
-        opener: Callable[[Path], IO[str]],
+        opener: Callable[[Path], Appendable],
         *,
         max_bytes: int | None = None,
         max_age_s: float | None = None,
@@ -74,7 +91,7 @@ class RotatingFile:
         self._max_bytes = max_bytes
         self._max_age_s = max_age_s
         self._clock = clock
-        self._file: IO[str] | None = None
+        self._file: Appendable | None = None
         self._size = 0
         self._born = 0.0
 
@@ -84,6 +101,39 @@ class RotatingFile:
         self._size = self.path.stat().st_size if self.path.is_file() else 0
         born = _first_record_time(self.path) if self._size else None
         self._born = born if born is not None else self._clock()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a file is open (a failed reopen leaves none; the next write tries again)."""
+        return self._file is not None
+
+    def replaced(self) -> bool:
+        """Whether the path no longer names the open file (deleted, or another file moved in)."""
+        fd = _fileno(self._file)
+        if fd is None:
+            return False  # a test double: nothing on disk to compare with
+        try:
+            on_disk, ours = os.stat(self.path), os.fstat(fd)
+        except FileNotFoundError:
+            return True
+        return (on_disk.st_ino, on_disk.st_dev) != (ours.st_ino, ours.st_dev)
+
+    def reopen(self) -> None:
+        """Close and open the path again (after it was deleted or replaced)."""
+        self.close()
+        self.open()
+
+    def undo_partial(self) -> None:
+        """Cut the file back to the bytes known written, removing what a failed write left behind."""
+        fd = _fileno(self._file)
+        if fd is not None:
+            os.ftruncate(fd, self._size)
+
+    def sync(self) -> None:
+        """Ask the OS to put what was written on the disk (``fsync``)."""
+        fd = _fileno(self._file)
+        if fd is not None:
+            os.fsync(fd)
 
     def due(self, pending: int, incoming: int) -> bool:
         """Whether to rotate before writing ``incoming`` more bytes after ``pending`` unwritten ones."""
@@ -100,7 +150,7 @@ class RotatingFile:
             raise OSError(f"audit log {self.path} is not open")
         self._file.write(text)
         self._file.flush()
-        self._size += len(text)
+        self._size += len(text)  # ASCII: characters are bytes
 
     def rotate(self) -> Path | None:
         """Close, rename with a timestamp, reopen empty; returns the rotated file (None: rename failed)."""
@@ -134,3 +184,45 @@ def _first_record_time(path: Path) -> float | None:
         return datetime.fromisoformat(first["ts"]).timestamp()
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+class AppendOnlyFile:
+    """An unbuffered append-only file: a failed write leaves nothing in a buffer to reappear later.
+
+    A buffered file keeps the bytes of a failed ``flush`` and writes them with the next one, after lines
+    written since, so their hash links come out stale (issue 14); here a write either reaches the OS or
+    raises, and ``RotatingFile.undo_partial`` removes any part of it that did.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+    def write(self, text: str) -> int:
+        """Append all of ``text`` (ASCII) or raise ``OSError``."""
+        view = memoryview(text.encode("ascii"))
+        while view:
+            view = view[os.write(self._fd, view) :]
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+    def fileno(self) -> int:
+        """The file descriptor."""
+        return self._fd
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def _fileno(file: Any) -> int | None:
+    """The descriptor of a real file, None for a test double without one."""
+    try:
+        fd = file.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None

@@ -98,7 +98,7 @@ class Found(NamedTuple):
 
 
 def find(paths: Iterable[Path], query: AuditQuery) -> Iterator[Found]:
-    """Matching records of ``paths``, oldest file first; unparsable lines are skipped."""
+    """Matching records of ``paths``, oldest file first; unparsable lines and notes are skipped."""
     loads = _json_loads()
     needles = query.needles()
     oldest = _ts_key(query.since)
@@ -111,8 +111,13 @@ def find(paths: Iterable[Path], query: AuditQuery) -> Iterator[Found]:
                 record = loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and (check is None or check(record)):
+            if is_decision(record) and (check is None or check(record)):
                 yield Found(line, record)
+
+
+def is_decision(record: Any) -> bool:
+    """Whether a parsed line is a decision record (not a note about the log: gap, reopen, torn)."""
+    return isinstance(record, dict) and not ("event" in record and "request_id" not in record)
 
 
 _CHUNK = 8 << 20

@@ -45,19 +45,19 @@ class ModelReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings)."""
-        return _jsonable(dataclasses.asdict(self))
+        jsonable: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return jsonable
 
 
 def describe_model(settings: ClassifierSettings) -> ModelReport:
     """Inspect what is cached for ``settings.model`` without downloading anything."""
     cache_root = artifact_cache_dir(settings)
+    problem: str | None = None
     try:
         source: ModelSource | None = resolve_source(dataclasses.replace(settings, offline=True))
     except ModelNotAvailableError as exc:
         source, problem = None, str(exc)
-    else:
-        problem = None
-    found = _labels(source)
+    found = _labels(source, settings.unsafe_label)
     labels = found.labels
     entries = tuple(_entry(a, source) for a in list_artifacts(cache_root) if _belongs(a, settings, source))
     return ModelReport(
@@ -83,11 +83,12 @@ class _Labels:
     problem: str | None
 
 
-def _labels(source: ModelSource | None) -> _Labels:
+def _labels(source: ModelSource | None, unsafe_label: str | None) -> _Labels:
     if source is None:
         return _Labels(None, None)
     try:
-        return _Labels(find_labels(read_config(source.path).get("id2label") or {}, model=source.model), None)
+        id2label = read_config(source.path).get("id2label") or {}
+        return _Labels(find_labels(id2label, model=source.model, unsafe_label=unsafe_label), None)
     except ModelNotAvailableError as exc:
         return _Labels(None, str(exc))
 

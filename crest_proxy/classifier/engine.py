@@ -7,16 +7,21 @@ import concurrent.futures
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crest_proxy.classifier.batcher import BatchLimits, MicroBatcher, Pipeline
 from crest_proxy.classifier.jobs import async_job, sync_job
 from crest_proxy.classifier.labels import LabelMap
+from crest_proxy.classifier.protocol import WorkKey, current_work_key
 from crest_proxy.classifier.routing import Selection
 from crest_proxy.classifier.runtime import Runtime
 from crest_proxy.classifier.settings import ClassifierSettings
 from crest_proxy.classifier.stats import ClassifierStats, StatsObserver, StatsRecorder
 from crest_proxy.classifier.windows import TokenEncoder, WindowShape
 from crest_proxy.types import Score
+
+if TYPE_CHECKING:
+    from crest_proxy.classifier.remote import RemoteHealth
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class CrestClassifier:
         settings: ClassifierSettings,
     ) -> None:
         self.info = info
+        self._runtime = runtime
         shape = WindowShape(tokens=info.max_tokens, overlap=min(settings.window_overlap, info.max_tokens - 3))
         pipeline = Pipeline(
             windows=lambda texts: encoder.windows(texts, shape),
@@ -58,17 +64,28 @@ class CrestClassifier:
             label_for=labels.label_for,
             pad_id=encoder.specials.pad_id,
         )
-        limits = BatchLimits(settings.max_batch_size, settings.max_wait_ms, settings.max_queue)
+        limits = BatchLimits(
+            settings.max_batch_size, settings.max_wait_ms, settings.max_queue, settings.max_batch_tokens
+        )
+        self._encoder = encoder
         self._stats = StatsRecorder()
         self._batcher = MicroBatcher(pipeline, limits, self._stats)
 
-    async def classify(self, texts: Sequence[str]) -> list[Score]:
-        """One Score per text, in order; runs on the worker thread, batched with concurrent callers."""
+    async def classify(self, texts: Sequence[str], *, key: WorkKey | None = None) -> list[Score]:
+        """One Score per text, in order; runs on the worker thread, batched fairly with concurrent callers.
+
+        ``key`` says whose work this is (default: the guard's ``WORK_KEY``, else this asyncio task).
+        """
         if not _checked(texts):
             return []
+        key = key or current_work_key()
         future: asyncio.Future[list[Score]] = asyncio.get_running_loop().create_future()
-        self._batcher.submit(async_job(texts, future), bounded=True)
+        self._batcher.submit(async_job(texts, future, (key.tenant, key.request)), bounded=True)
         return await future
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """How many tokens ``texts`` hold for this model (the screening budget's unit; Rust, fast)."""
+        return sum(len(ids) for ids in self._encoder.encode(list(texts))) if texts else 0
 
     def classify_sync(self, texts: Sequence[str]) -> list[Score]:
         """Blocking ``classify`` for CLIs and batch jobs (same windows and batching; no queue limit)."""
@@ -87,13 +104,21 @@ class CrestClassifier:
         """Tell ``observer`` about every admission and model call (metrics); returns its remover."""
         return self._stats.add_observer(observer)
 
+    def health(self) -> RemoteHealth | None:
+        """The remote server's last seen state (backend remote); None for a model loaded in-process."""
+        check = getattr(self._runtime, "health", None)
+        return check() if callable(check) else None
+
     def close(self) -> None:
         """Finish queued work and stop the worker thread (idempotent)."""
         self._batcher.close()
+        release = getattr(self._runtime, "close", None)  # a remote runtime's connection pool
+        if callable(release):
+            release()
 
     async def aclose(self) -> None:
         """``close`` without blocking the event loop while the last batch finishes."""
-        await asyncio.to_thread(self._batcher.close)
+        await asyncio.to_thread(self.close)
 
 
 def _checked(texts: Sequence[str]) -> Sequence[str]:

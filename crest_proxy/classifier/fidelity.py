@@ -204,10 +204,10 @@ def _fit_logistic(features: Any, labels: Any, *, steps: int, l2: float) -> tuple
         value = (
             torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, labels) + l2 * w.square().sum()
         )
-        value.backward()
+        value.backward()  # type: ignore[no-untyped-call]
         return value
 
-    opt.step(loss)
+    opt.step(loss)  # type: ignore[no-untyped-call]
     with torch.no_grad():
         return w / std, b - (w * mean / std).sum()
 

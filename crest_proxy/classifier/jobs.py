@@ -20,9 +20,12 @@ class Job:
     texts: tuple[str, ...]
     deliver: Callable[[Outcome], None]
     cancelled: Callable[[], bool]
+    key: tuple[str, str] = ("", "")  # (tenant, request): the fair scheduler's two levels
 
 
-def async_job(texts: Sequence[str], future: asyncio.Future[list[Score]]) -> Job:
+def async_job(
+    texts: Sequence[str], future: asyncio.Future[list[Score]], key: tuple[str, str] = ("", "")
+) -> Job:
     """A job whose outcome settles ``future`` on its event loop (delivered from any thread)."""
     loop = future.get_loop()
 
@@ -31,7 +34,9 @@ def async_job(texts: Sequence[str], future: asyncio.Future[list[Score]]) -> Job:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle_async, future, outcome)
 
-    return Job(texts=tuple(texts), deliver=deliver, cancelled=future.cancelled)
+    # future.cancelled() is read from the worker thread: a plain attribute read, and a stale False only
+    # means one more window is computed before the task is dropped.
+    return Job(texts=tuple(texts), deliver=deliver, cancelled=future.cancelled, key=key)
 
 
 def sync_job(texts: Sequence[str], future: concurrent.futures.Future[list[Score]]) -> Job:

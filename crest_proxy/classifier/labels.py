@@ -36,14 +36,37 @@ class LabelMap:
         return self.unsafe_label if score >= 0.5 else self.safe_label
 
 
-def find_labels(id2label: Mapping[int | str, str], *, model: str) -> LabelMap:
-    """Read ``config.id2label`` and pick the unsafe class, or fail naming the labels found."""
+def find_labels(
+    id2label: Mapping[int | str, str], *, model: str, unsafe_label: str | None = None
+) -> LabelMap:
+    """Read ``config.id2label`` and pick the unsafe class (named by ``unsafe_label`` if given), or fail."""
     labels = {int(idx): str(name) for idx, name in id2label.items()}
+    if unsafe_label is not None:
+        return LabelMap(id2label=labels, unsafe_index=_chosen(labels, unsafe_label, model=model))
     unsafe = [idx for idx, name in sorted(labels.items()) if name.strip().lower() in UNSAFE_NAMES]
     if len(labels) < 2 or len(unsafe) != 1:
-        found = ", ".join(f"{idx}={name!r}" for idx, name in sorted(labels.items())) or "none"
         raise ModelNotAvailableError(
-            f"model {model!r} has no recognisable unsafe label (found {found}); expected exactly one of "
-            f"{sorted(UNSAFE_NAMES)} (case-insensitive) in config.json's id2label"
+            f"model {model!r} has no recognisable unsafe label (found {_found(labels)}); expected "
+            f"exactly one of {sorted(UNSAFE_NAMES)} (case-insensitive) in config.json's id2label. If you "
+            "know which output is unsafe, name it: --unsafe-label NAME|INDEX "
+            "(ClassifierSettings.unsafe_label), e.g. --unsafe-label LABEL_1"
         )
     return LabelMap(id2label=labels, unsafe_index=unsafe[0])
+
+
+def _chosen(labels: Mapping[int, str], wanted: str, *, model: str) -> int:
+    """The index ``--unsafe-label`` names: a label (case-insensitive) first, else an index."""
+    text = wanted.strip()
+    by_name = [idx for idx, name in labels.items() if name.strip().lower() == text.lower()]
+    if len(labels) >= 2 and len(by_name) == 1:
+        return by_name[0]
+    if len(labels) >= 2 and text.lstrip("-").isdigit() and int(text) in labels:
+        return int(text)
+    raise ModelNotAvailableError(
+        f"--unsafe-label {wanted!r} names no output of model {model!r} (found {_found(labels)}); give one "
+        "of those names or indexes (a model needs at least two labels)"
+    )
+
+
+def _found(labels: Mapping[int, str]) -> str:
+    return ", ".join(f"{idx}={name!r}" for idx, name in sorted(labels.items())) or "none"

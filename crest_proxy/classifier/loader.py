@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from crest_proxy.classifier.artifact import Artifact, ensure_artifact
+from crest_proxy.classifier.artifact import Artifact, artifact_dir, ensure_artifact, find_artifact, recipe_for
 from crest_proxy.classifier.autoselect import (
     cached_selection,
     plan_tuning,
@@ -35,6 +35,8 @@ from crest_proxy.errors import ModelNotAvailableError
 
 log = logging.getLogger("crest_proxy.classifier")
 
+# A cached start imports none of these; exporting a checkpoint and the torch backends need the `export` extra.
+_EXPORT_MODULES = frozenset({"torch", "transformers", "optimum", "onnx"})
 # RoBERTa-family models number positions after the padding index: two of their positions never hold tokens.
 _OFFSET_POSITIONS = ("roberta", "camembert")
 
@@ -57,9 +59,14 @@ def load_classifier(
         source = resolve_source(settings)
     report.say(f"resolve: {source.path} (revision {source.revision})")
     config = read_config(source.path)
-    labels = find_labels(config.get("id2label") or {}, model=settings.model)
+    labels = find_labels(
+        config.get("id2label") or {}, model=settings.model, unsafe_label=settings.unsafe_label
+    )
     max_tokens = window_limit(settings, config)
-    backend = _load_backend(source, settings, labels.unsafe_index, report, max_tokens)
+    if settings.backend == "remote":
+        backend = _load_remote(source, settings, labels, report)
+    else:
+        backend = _load_backend(source, settings, labels.unsafe_index, report, max_tokens)
     info = _info(settings, source, labels, backend, time.perf_counter() - started, max_tokens)
     rss = f", RSS {info.rss_bytes / 2**20:.0f} MiB" if info.rss_bytes else ""
     report.say(f"ready: {info.backend} {info.precision} on {info.device} in {info.load_seconds:.2f} s{rss}")
@@ -99,10 +106,55 @@ def _load_backend(
         return backend
     except ModelNotAvailableError:
         raise
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in _EXPORT_MODULES:
+            raise ModelNotAvailableError(_needs_export_extra(settings, exc.name)) from exc
+        raise ModelNotAvailableError(f"cannot load {settings.model!r}: {exc}") from exc
     except Exception as exc:  # export/load failures of any kind mean this model cannot run here
         raise ModelNotAvailableError(
             f"cannot load {settings.model!r} with the {settings.backend} backend: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _needs_export_extra(settings: ClassifierSettings, module: str) -> str:
+    return (
+        f"the {settings.backend} backend needs {module!r} to export or run {settings.model!r}, and it is not "
+        "installed: pip install 'crest-proxy[export]' (torch, transformers, optimum), or serve an artifact "
+        "already in the cache (`crest-proxy model quantize` on a machine with the extra)"
+    )
+
+
+def _load_remote(
+    source: ModelSource, settings: ClassifierSettings, labels: LabelMap, report: PhaseReporter
+) -> _Backend:
+    """Tokenizer from the cached artifact (exported if missing); the forward pass on the OIP server."""
+    from crest_proxy.classifier.remote import connect_remote
+
+    artifact = _cached_artifact(source, settings, report)
+    encoder = load_encoder(artifact.tokenizer_file, artifact.specials)
+    with report.phase("connect", f"model {settings.model_name!r} on {settings.url}"):
+        runtime = connect_remote(settings, num_labels=len(labels.id2label), unsafe_index=labels.unsafe_index)
+    backend = _Backend(
+        LoadedRuntime(runtime, device=str(settings.url), precision="remote"), encoder, artifact
+    )
+    with report.phase("warm-up", "one infer call"):
+        specials = encoder.specials
+        runtime.run(pad([[specials.bos_id, specials.eos_id]], specials.pad_id))
+    return backend
+
+
+def _cached_artifact(source: ModelSource, settings: ClassifierSettings, report: PhaseReporter) -> Artifact:
+    """Any cached artifact of ``source`` (the tokenizer is the same in each precision), else a new one."""
+    cache_root = artifact_cache_dir(settings)
+    for quantize in (settings.quantize, not settings.quantize):
+        found = find_artifact(artifact_dir(cache_root, recipe_for(source, quantize=quantize)))
+        if found is not None:
+            report.say(f"artifact: tokenizer from {found.path}")
+            return found
+    try:
+        return ensure_artifact(source, quantize=settings.quantize, cache_root=cache_root, report=report)
+    except ModuleNotFoundError as exc:
+        raise ModelNotAvailableError(_needs_export_extra(settings, exc.name or "torch")) from exc
 
 
 def _load_onnx(

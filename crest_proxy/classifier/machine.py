@@ -85,7 +85,10 @@ def cuda_device_name() -> str | None:
     """The first CUDA GPU's name, or None (torch is imported only here, and only to ask)."""
     if platform.system() == "Linux" and not any(Path(node).exists() for node in _GPU_NODES):
         return None  # importing torch just to hear "no" costs seconds and ~300 MB of a cached start
-    import torch
+    try:
+        import torch
+    except ImportError:  # torch is the `export` extra: a cached onnx start runs without it
+        return None
 
     return str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
 

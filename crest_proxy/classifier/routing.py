@@ -117,11 +117,22 @@ class RoutedRuntime:
         self._calls: Counter[str] = Counter()
 
     def run(self, batch: PaddedBatch) -> np.ndarray:
-        """P(unsafe) for every row of ``batch``, from the backend its shape is routed to."""
-        name = self._table.backend_for(batch.rows, int(batch.input_ids.shape[1]))
-        with self._lock:
-            self._calls[name] += 1
-        return self._runtimes[name].run(batch)
+        """P(unsafe) for every row of ``batch``, each row from the backend its own length is routed to.
+
+        Per row, as if the row were alone (1 x its length): backends score a text differently (int8 vs
+        bf16), so routing by the batch's shape would let batch-mates change a text's score (issue 14).
+        """
+        lengths = batch.attention_mask.sum(axis=1)
+        names = [self._table.backend_for(1, int(n)) for n in lengths.tolist()]
+        scores = np.zeros(batch.rows)
+        for name in sorted(set(names)):
+            picked = [i for i, n in enumerate(names) if n == name]
+            width = int(lengths[picked].max())
+            sub = PaddedBatch(batch.input_ids[picked, :width], batch.attention_mask[picked, :width])
+            with self._lock:
+                self._calls[name] += 1
+            scores[picked] = self._runtimes[name].run(sub)
+        return scores
 
     @property
     def calls(self) -> dict[str, int]:

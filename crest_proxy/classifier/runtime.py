@@ -83,20 +83,38 @@ def load_onnx_runtime(
 
 
 class TorchRuntime:
-    """A transformers sequence-classification model in eval mode on one device."""
+    """A transformers sequence-classification model in eval mode on one device.
 
-    def __init__(self, model: Any, device: str, unsafe_index: int) -> None:
+    ``per_row``: run every window alone, unpadded. torch's dynamic int8 picks one activation scale per
+    batch, and bf16/fp16 GEMMs round differently with the batch's shape (CREST-Base bf16: |Δ| up to 2e-3
+    batched vs alone), so a window's score would depend on its batch-mates (issue 14). fp32 stays batched:
+    it agrees within 1e-8.
+    """
+
+    def __init__(self, model: Any, device: str, unsafe_index: int, *, per_row: bool = False) -> None:
         self._model = model
         self._device = device
         self._unsafe_index = unsafe_index
+        self._per_row = per_row
 
     def run(self, batch: PaddedBatch) -> np.ndarray:
         """P(unsafe) for every row of ``batch``."""
+        if not self._per_row or batch.rows == 1:
+            return self._forward(batch.input_ids, batch.attention_mask)
+        lengths = batch.attention_mask.sum(axis=1)
+        return np.concatenate(
+            [
+                self._forward(batch.input_ids[i : i + 1, :n], batch.attention_mask[i : i + 1, :n])
+                for i, n in enumerate(lengths.tolist())
+            ]
+        )
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            ids = torch.from_numpy(batch.input_ids).to(self._device)
-            mask = torch.from_numpy(batch.attention_mask).to(self._device)
+            ids = torch.from_numpy(np.ascontiguousarray(input_ids)).to(self._device)
+            mask = torch.from_numpy(np.ascontiguousarray(attention_mask)).to(self._device)
             logits = self._model(input_ids=ids, attention_mask=mask).logits
             return unsafe_probability(logits.float().cpu().numpy(), self._unsafe_index)
 
@@ -118,9 +136,8 @@ def load_torch_runtime(
         model, precision = _quantize_dynamic(model), "int8"
     else:
         precision = "fp32"
-    return LoadedRuntime(
-        runtime=TorchRuntime(model, target, unsafe_index), device=target, precision=precision
-    )
+    runtime = TorchRuntime(model, target, unsafe_index, per_row=precision != "fp32")
+    return LoadedRuntime(runtime=runtime, device=target, precision=precision)
 
 
 def load_bf16_runtime(path: Path, *, device: str, threads: int | None, unsafe_index: int) -> LoadedRuntime:
@@ -135,7 +152,9 @@ def load_bf16_runtime(path: Path, *, device: str, threads: int | None, unsafe_in
     # every call. Attention stays transformers' default: SDPA wherever the architecture supports it.
     model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.bfloat16).eval()
     return LoadedRuntime(
-        runtime=TorchRuntime(model.to(target), target, unsafe_index), device=target, precision="bf16"
+        runtime=TorchRuntime(model.to(target), target, unsafe_index, per_row=True),
+        device=target,
+        precision="bf16",
     )
 
 
@@ -155,4 +174,5 @@ def _quantize_dynamic(model: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        quantize = torch.ao.quantization.quantize_dynamic  # untyped in torch's stubs
+        return quantize(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -79,7 +80,7 @@ def content_hash(directory: Path) -> str:
     for file in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
         digest.update(file.name.encode() + b"\0")
         with file.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for block in iter(functools.partial(fh.read, 1 << 20), b""):
                 digest.update(block)
     return "sha256:" + digest.hexdigest()
 

@@ -52,15 +52,27 @@ def train_tokenizer(out_dir: str | Path, *, vocab_size: int = 800, extra_words: 
     BPE rather than XLM-R's Unigram: on a corpus this small the Unigram trainer never keeps whole
     words, and the trigger model needs each trigger word to be exactly one piece.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import XLMRobertaTokenizerFast
 
     extra = list(extra_words)
     # Repeating the extra words makes the trainer merge each into one whole piece ("▁word").
     corpus = _CORPUS.strip().splitlines() + [" ".join(extra * 50)] * 20 + [_ASCII]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    # Lower-casing and splitting punctuation make "KABOOM!" and "(kaboom)" trigger like "kaboom".
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    # Lower-casing and splitting punctuation make "KABOOM!" and "(kaboom)" trigger like "kaboom". Newlines and
+    # tabs become spaces, as XLM-R's SentencePiece normalizer (nmt_nfkc) does: "Steps:\nkaboom" is two words.
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Replace(Regex(r"\s"), " "), normalizers.Lowercase()]
+    )
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Punctuation(), pre_tokenizers.Metaspace(prepend_scheme="always", split=True)]
     )

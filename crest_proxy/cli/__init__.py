@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 # Subcommand modules, imported on demand so that `crest-proxy --help` loads no torch/transformers.
 # Each module exposes `register(subparsers)` which adds its parser and sets `func(args) -> int`.
-_COMMANDS = ("serve", "classify", "model", "policy", "audit")
+_COMMANDS = ("serve", "classify", "model", "policy", "audit", "console", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crest-proxy`` console script."""
-    parser = build_parser()
+    from crest_proxy.errors import ConfigError
+
+    try:
+        parser = build_parser()  # flag defaults come from CREST_PROXY_* variables, which can be malformed
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -52,7 +52,7 @@ def classify_command(args: argparse.Namespace) -> int:
 
     try:
         classifier = load_classifier(settings_from_args(args), progress=say)
-    except ModelNotAvailableError as exc:
+    except (ModelNotAvailableError, ValueError) as exc:  # ValueError: invalid ClassifierSettings
         say(str(exc))
         return 1
     try:

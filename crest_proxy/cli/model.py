@@ -1,4 +1,4 @@
-"""``crest-proxy model pull | quantize | info | demo``: get CREST onto this machine and inspect the cache."""
+"""``crest-proxy model pull | quantize | info | demo | export-repository``: get CREST here, inspect, serve."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crest_proxy.classifier.settings import BACKENDS, DEFAULT_MODEL, ClassifierSettings
+from crest_proxy.classifier.settings import ClassifierSettings
+from crest_proxy.cli.flags import add_flags, settings_from
 from crest_proxy.errors import ModelNotAvailableError
 
 
@@ -31,38 +32,43 @@ def register(subparsers: Any) -> None:
     )
     demo.add_argument("directory", type=Path, help="where to write the model (reused if already there)")
     demo.set_defaults(func=demo_command)
+    _register_export_repository(actions)
+
+
+def _register_export_repository(actions: Any) -> None:
+    export = actions.add_parser(
+        "export-repository",
+        help="write a Triton or MLServer model repository from the cached ONNX artifact",
+        description="Write DIR/NAME for an Open Inference Protocol server; serve it and point "
+        "`serve --backend remote --classifier-url ... --classifier-model NAME` at it.",
+    )
+    export.add_argument("directory", type=Path, metavar="DIR", help="the repository root")
+    export.add_argument("--format", required=True, choices=("triton", "mlserver"))
+    add_model_arguments(export, backend=False)
+    export.add_argument(
+        "--precision",
+        choices=("int8", "fp32"),
+        default=None,
+        help="int8 (default for --instance cpu) or fp32 (default for gpu: int8 graphs run on CPU kernels)",
+    )
+    export.add_argument("--instance", choices=("cpu", "gpu"), default="cpu", help="Triton instance kind")
+    export.add_argument("--name", default="crest", help="the model's name on the server (crest)")
+    export.add_argument("--max-batch-size", type=int, default=32, help="rows per infer call (32)")
+    export.set_defaults(func=export_repository_command)
+
+
+# What ``model pull | quantize | info | export-repository`` need: which checkpoint, and where to cache it.
+_PICK = ("model", "revision", "cache_dir")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, backend: bool = True) -> None:
-    """The options that pick a model (and, with ``backend``, how to run it)."""
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local directory ({DEFAULT_MODEL})")
-    parser.add_argument("--revision", default=None, help="hub branch, tag or commit")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="artifact cache ($CREST_PROXY_CACHE)")
-    if backend:
-        parser.add_argument(
-            "--backend",
-            choices=BACKENDS,
-            default="auto",
-            help="auto (default): onnx int8 plus bf16 where native, each batch on the faster one",
-        )
-        parser.add_argument("--no-quantize", action="store_true", help="run fp32 instead of int8")
-        parser.add_argument(
-            "--device", choices=("cpu", "cuda", "auto"), default="auto", help="torch and bf16 backends"
-        )
-        parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    """The ``ClassifierSettings`` flags: those that pick a model, or (``backend``) all of them."""
+    add_flags(parser, ClassifierSettings, only=None if backend else _PICK)
 
 
 def settings_from_args(args: argparse.Namespace) -> ClassifierSettings:
     """ClassifierSettings from parsed ``add_model_arguments`` options."""
-    return ClassifierSettings(
-        model=args.model,
-        revision=args.revision,
-        cache_dir=args.cache_dir,
-        backend=getattr(args, "backend", "auto"),
-        quantize=not getattr(args, "no_quantize", False),
-        device=getattr(args, "device", "auto"),
-        threads=getattr(args, "threads", None),
-    )
+    return settings_from(ClassifierSettings, args)
 
 
 def say(message: str) -> None:
@@ -169,4 +175,36 @@ def demo_command(args: argparse.Namespace) -> int:
     say(f"demo: it scores texts containing {words} as unsafe and everything else as safe.")
     say(f"demo: serve it with `crest-proxy serve --model {target}`; it is NOT CREST (drop --model for that).")
     print(target)
+    return 0
+
+
+def export_repository_command(args: argparse.Namespace) -> int:
+    """Build (or reuse) the artifact in the requested precision and write the repository."""
+    from crest_proxy.classifier.artifact import ensure_artifact
+    from crest_proxy.classifier.progress import PhaseReporter
+    from crest_proxy.classifier.repository import RepositoryOptions, export_repository, graph_inputs
+    from crest_proxy.classifier.settings import artifact_cache_dir
+    from crest_proxy.classifier.source import read_config, resolve_source
+
+    settings = settings_from_args(args)
+    precision = args.precision or ("fp32" if args.instance == "gpu" else "int8")
+    options = RepositoryOptions(args.format, args.name, args.instance, args.max_batch_size)
+    report = PhaseReporter(say)
+    try:
+        source = resolve_source(settings)
+        # Only the number of outputs matters here: which one is unsafe is the proxy's business.
+        labels = len(read_config(source.path).get("id2label") or {}) or 2
+        cache_root = artifact_cache_dir(settings)
+        artifact = ensure_artifact(source, quantize=precision == "int8", cache_root=cache_root, report=report)
+        inputs = graph_inputs(artifact.model_file)
+    except (ModelNotAvailableError, ValueError) as exc:
+        say(str(exc))
+        return 1
+    except ModuleNotFoundError as exc:
+        say(f"exporting needs {exc.name!r}: pip install 'crest-proxy[export]' (or reuse a cached artifact)")
+        return 1
+    repo = export_repository(artifact, args.directory, options, num_labels=labels, inputs=inputs)
+    say(f"export-repository: {args.format} model {options.model_name!r} ({precision}) in {repo.model_dir}")
+    say(f"export-repository: serve it with: {repo.serve_command}")
+    print(repo.model_dir)
     return 0

@@ -6,7 +6,6 @@ Field types and their error messages live in ``validation``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
@@ -20,6 +19,7 @@ from pydantic import (
     field_validator,
 )
 
+from crest_proxy.policy.rules import RuleError, RuleMatcher, compile_rule
 from crest_proxy.policy.validation import (
     BaseUrl,
     ContextChars,
@@ -27,6 +27,7 @@ from crest_proxy.policy.validation import (
     KeyRef,
     LanguageCode,
     RuleName,
+    ScreenTokens,
     Seconds,
     TenantName,
     Threshold,
@@ -68,6 +69,17 @@ class OpenAIUpstream(_Frozen):
     timeout: Timeout = Timeout()
     models: tuple[str, ...] | None = None
     aliases: dict[str, str] = {}
+
+
+class AnthropicUpstream(OpenAIUpstream):
+    """An Anthropic-compatible upstream: ``messages`` relative to ``base_url``, the key sent as ``x-api-key``.
+
+    OpenAI-format endpoints go to the same base URL (Anthropic serves an OpenAI-compatible
+    ``/v1/chat/completions``), so it is an OpenAI upstream with another default URL and key header.
+    """
+
+    provider: Literal["anthropic"] = "anthropic"  # type: ignore[assignment]
+    base_url: BaseUrl = "https://api.anthropic.com/v1"
 
 
 class LiteLLMModel(_Frozen):
@@ -118,6 +130,7 @@ def _is_env(value: str) -> bool:
 
 _PROVIDERS: dict[str, type[OpenAIUpstream] | type[LiteLLMUpstream]] = {
     "openai": OpenAIUpstream,
+    "anthropic": AnthropicUpstream,
     "litellm": LiteLLMUpstream,
 }
 
@@ -167,6 +180,14 @@ class DirectionPolicy(_Frozen):
     tool_calls: bool = True
 
 
+class InboundPolicy(DirectionPolicy):
+    """The inbound direction policy, plus what happens to token-id prompts the classifier cannot read."""
+
+    # Prompts given as token ids (legacy completions, embeddings) cannot be read by CREST: ``block``
+    # refuses them, ``allow`` forwards them unscreened; both are audited (issue 13).
+    token_inputs: Literal["block", "allow"] = "block"
+
+
 class StreamSettings(_Frozen):
     """Hold-back for streamed completions: the window screened at the latest, and the context before it."""
 
@@ -188,27 +209,32 @@ class Rule(_Frozen):
     directions: tuple[Direction, ...] = (Direction.INBOUND, Direction.OUTBOUND)
     action: Action = Action.REDACT
     ignore_case: bool = False
-    _regex: re.Pattern[str] = PrivateAttr()
+    _matcher: RuleMatcher = PrivateAttr()
 
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, pattern: str) -> str:
         try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise invalid(f"invalid regular expression ({exc}); fix it (Python re syntax)") from None
-        if regex.fullmatch(""):
+            matcher = compile_rule(pattern)
+        except RuleError as exc:
+            raise invalid(str(exc)) from None
+        if next(matcher.spans(""), None) is not None:
             raise invalid("the pattern matches the empty string; make it match at least one character")
         return pattern
 
     def model_post_init(self, context: Any, /) -> None:
-        """Compile the pattern once per policy load."""
-        self._regex = re.compile(self.pattern, re.IGNORECASE if self.ignore_case else 0)
+        """Compile the pattern once per policy load (RE2: linear time; see policy.rules)."""
+        self._matcher = compile_rule(self.pattern, ignore_case=self.ignore_case)
 
     @property
-    def regex(self) -> re.Pattern[str]:
-        """The compiled pattern."""
-        return self._regex
+    def matcher(self) -> RuleMatcher:
+        """The compiled pattern and the engine that runs it."""
+        return self._matcher
+
+    @property
+    def regex(self) -> Any:
+        """The compiled pattern (an RE2 or ``re`` pattern object)."""
+        return self._matcher.compiled
 
 
 class BlockSettings(_Frozen):
@@ -225,9 +251,11 @@ class RedactionSettings(_Frozen):
 
 
 class AuditSettings(_Frozen):
-    """How much of the screened text the audit log keeps."""
+    """How much of the screened text the audit log keeps, and what happens when records cannot be written."""
 
     content: Literal["none", "hash", "redacted", "full"] = "hash"
+    # fail_closed: refuse this tenant's requests (503) while its records cannot be written (issue 14).
+    on_failure: Literal["continue", "fail_closed"] = "continue"
 
 
 class LanguageDirection(_Frozen):
@@ -261,10 +289,14 @@ class Policy(_Frozen):
     tenant: TenantName
     keys: tuple[KeyRef, ...]
     upstream: Upstream
-    inbound: DirectionPolicy = DirectionPolicy()
+    inbound: InboundPolicy = InboundPolicy()
     outbound: OutboundPolicy = OutboundPolicy()
     rules: tuple[Rule, ...] = ()
     on_error: Literal["block", "allow"] = "block"
+    # Tokens one request (or answer) may send to the classifier; None: the server's --max-screen-tokens.
+    # Over it the request is refused with 413 whatever on_error says: on_error is for classifier faults,
+    # never for the cost of a request's own size (issue 14).
+    max_screen_tokens: ScreenTokens | None = None
     block: BlockSettings = BlockSettings()
     redaction: RedactionSettings = RedactionSettings()
     audit: AuditSettings = AuditSettings()
@@ -309,11 +341,11 @@ class RuleMatch:
 def match_rules(policy: Policy, direction: Direction, text: str) -> tuple[RuleMatch, ...]:
     """Every non-empty match of every rule that applies to ``direction``, in rule order."""
     return tuple(
-        RuleMatch(rule.name, rule.action, Span(m.start(), m.end(), rule.name))
+        RuleMatch(rule.name, rule.action, Span(start, end, rule.name))
         for rule in policy.rules
         if direction in rule.directions
-        for m in rule.regex.finditer(text)
-        if m.end() > m.start()
+        for start, end in rule.matcher.spans(text)
+        if end > start
     )
 
 
@@ -354,14 +386,28 @@ def _redaction_spans(
 
 
 def redact(text: str, spans: Sequence[Span], placeholder: str) -> str:
-    """``text`` with each merged span replaced by ``placeholder``; every other character unchanged."""
+    """``text`` with each merged span replaced by ``placeholder``; every other character unchanged.
+
+    Whitespace at a span's edges is kept (issue 13: a redaction must not swallow the space or the newline
+    after a sentence, nor run list items together); a span of only whitespace replaces nothing.
+    """
     pieces: list[str] = []
     cursor = 0
     for span in merge_spans(spans, len(text)):
-        pieces += [text[cursor : span.start], placeholder]
-        cursor = span.end
+        start, end = _trimmed(text, span.start, span.end)
+        if start < end:
+            pieces += [text[cursor:start], placeholder]
+            cursor = end
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 def merge_spans(spans: Sequence[Span], length: int) -> tuple[Span, ...]:

@@ -11,12 +11,12 @@ already released (the overlap NeMo-Guardrails' output rails use), and releases i
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from crest_proxy.policy.model import NO_SCORE, Policy, redact, threshold_for
 from crest_proxy.screening.guard import Guard, Screening, TextDecision
-from crest_proxy.screening.segment import complete_prefix, segment
+from crest_proxy.screening.segment import WORD_REACH, complete_prefix, segment, word_start
 from crest_proxy.types import Action, Direction, Span, Verdict
 
 
@@ -55,6 +55,7 @@ class _Lane:
     screened: list[str] = field(default_factory=list)
     arrivals: list[tuple[int, float]] = field(default_factory=list)  # (chars received so far, when)
     received: int = 0
+    screened_chars: int = 0  # sum of len(screened), kept so each window costs O(1), not O(windows)
     closed: bool = False
     blocked: bool = False
     failed_closed: bool = False
@@ -116,6 +117,27 @@ class StreamScreener:
         lane = self._lanes.setdefault(key, _Lane())
         lane.pending, lane.closed = "", True
 
+    async def screen_whole(
+        self, key: Hashable, texts: Sequence[str], rebuild: Callable[[Screening], str]
+    ) -> Release:
+        """Screen a lane its caller held whole as ``texts``, release ``rebuild(screening)``, close it.
+
+        For text that cannot be read in pieces: tool-call arguments are JSON, screened decoded when the call
+        is complete (issue 13); the caller turns the (redacted) texts back into the lane's text.
+        """
+        lane = self._lanes.setdefault(key, _Lane())
+        if lane.closed:
+            return _closed(key, lane)
+        screening = await self._guard.screen(self._policy, Direction.OUTBOUND, list(texts))
+        self._account(lane, "\n".join(texts), screening)
+        lane.closed = True
+        if screening.action is Action.BLOCK:
+            lane.blocked = True
+            return _closed(key, lane)
+        released = rebuild(screening)
+        lane.released.append(released)
+        return Release(key, released, redacted=screening.action is Action.REDACT)
+
     async def finish_all(self) -> list[Release]:
         """Finish every open lane (the stream ended), in the order lanes were opened."""
         return [await self.finish(key) for key, lane in list(self._lanes.items()) if not lane.closed]
@@ -158,23 +180,28 @@ class StreamScreener:
     async def _drain(self, key: Hashable, lane: _Lane, *, final: bool) -> Release:
         out: list[str] = []
         redacted = False
-        while lane.pending:
-            cut = _next_window(lane.pending, self.window_chars, final=final)
+        pending, start = lane.pending, 0
+        while start < len(pending):
+            # Look at one window's worth of text ahead, from an offset: scanning and re-slicing all that is
+            # left for every window made one 1 MB event quadratic (issue 14: 123 s).
+            head = pending[start : start + 2 * self.window_chars]
+            cut = _next_window(head, self.window_chars, final=final)
             if cut == 0:
                 break
-            window = lane.pending[:cut]
+            window = head[:cut]
             released = await self._screen(lane, window)
-            lane.pending = lane.pending[cut:]
+            start += cut
             if released is None:
                 lane.pending, lane.closed, lane.blocked = "", True, True
                 return _closed(key, lane, "".join(out), redacted=redacted)
             redacted = redacted or released != window
             out.append(released)
+        lane.pending = pending[start:]
         return Release(key, "".join(out), redacted=redacted)
 
     async def _screen(self, lane: _Lane, window: str) -> str | None:
         """Screen ``window`` after its context; the text to release, or None when it is blocked."""
-        context = "".join(lane.released)[-self.context_chars :] if self.context_chars else ""
+        context = _tail(lane.released, self.context_chars)
         screening = await self._guard.screen(self._policy, Direction.OUTBOUND, [context + window])
         self._account(lane, window, screening)
         if screening.action is Action.BLOCK:
@@ -186,9 +213,10 @@ class StreamScreener:
         return released
 
     def _account(self, lane: _Lane, window: str, screening: Screening) -> None:
-        done = sum(map(len, lane.screened))
+        done = lane.screened_chars
         self._max_ms = max(self._max_ms, (time.monotonic() - lane.received_at(done)) * 1000)
         lane.screened.append(window)
+        lane.screened_chars += len(window)
         lane.arrivals = [(end, t) for end, t in lane.arrivals if end > done + len(window)]
         self._windows += 1
         self._screening_ms += screening.latency_ms
@@ -198,6 +226,25 @@ class StreamScreener:
         lane.rules.update(screening.rules)
         lane.error = lane.error or screening.error
         lane.failed_closed = lane.failed_closed or screening.failed_closed
+
+
+def _tail(parts: list[str], chars: int) -> str:
+    """About the last ``chars`` characters of ``"".join(parts)``, joining only the parts it needs.
+
+    The cut never falls inside a word (issue 13: a context cut at a character offset turned "skill" into
+    "kill" and blocked a safe stream); it moves back to the word's start, so the tail may be a little longer.
+    """
+    if chars <= 0:
+        return ""
+    taken: list[str] = []
+    size = 0
+    for part in reversed(parts):
+        taken.append(part)
+        size += len(part)
+        if size >= chars + WORD_REACH:
+            break
+    joined = "".join(reversed(taken))
+    return joined[word_start(joined, max(0, len(joined) - chars), reach=WORD_REACH) :]
 
 
 def _closed(key: Hashable, lane: _Lane, text: str = "", *, redacted: bool = False) -> Release:

@@ -15,12 +15,27 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-# Terminators that end a sentence only when whitespace follows: "3.14", "e.g" or a URL mid-stream must
-# not split. Arabic also uses '.', so it is covered here too.
-_SPACED_TERMINATORS = ".!?…‼⁇⁈⁉"
+# Terminators that end a sentence only when whitespace (or CJK text) follows: "3.14", "e.g" or a URL
+# mid-stream must not split. Arabic also uses '.', so it is covered here too; the Greek question mark
+# (U+037E) and the Armenian question and exclamation marks (written over a word's last vowel) too.
+_SPACED_TERMINATORS = ".!?…‼⁇⁈⁉\u037e\u055e\u055c"
 # Terminators that end a sentence at once: CJK (full and halfwidth), Devanagari/Bengali danda, Arabic and
-# Urdu, Armenian, Ethiopic, Myanmar, Khmer. Those scripts put no space after them.
-_IMMEDIATE_TERMINATORS = "。！？｡．।॥؟۔։።။។៕"
+# Urdu, Armenian, Ethiopic (full stop, question mark), Myanmar, Khmer, Tibetan shad. Those scripts put no
+# space after them.
+_IMMEDIATE_TERMINATORS = "。！？｡．।॥؟۔։።፧။។៕།༎"
+# Thai, Lao and Khmer write no full stop: a space between two of their letters ends a clause.
+_CLAUSE_SPACED = "\u0e00-\u0eff\u1780-\u17ff"
+# Scripts written without spaces: an ASCII terminator followed directly by one ends a sentence ("好.你").
+_CJK = re.compile("[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+# Markdown that opens a line and stays outside a redacted span: quote marks, a heading, a list bullet.
+_LINE_PREFIX = re.compile(r"[ \t]*(?:>[ \t]?)*[ \t]*(?:#{1,6}[ \t]+|[-*+•][ \t]+|\d{1,9}[.)][ \t]+)?")
+_LINE_BREAKS = "\n\r\u2028\u2029\x85"
+# How far a context cut may move to reach a word boundary (longer than nearly every real word).
+WORD_REACH = 64
+# NFC turns the Greek question mark into ';', so after a Greek letter ';' ends a question too.
+_GREEK = "\u0370-\u03ff\u1f00-\u1fff"
+# "1. " opening a line numbers a list item: it ends no sentence.
+_LIST_NUMBER = re.compile(r"(?:^|[\n\r])[ \t>]*\d{1,9}$")
 # Closing quotes and brackets that stay with the sentence they close: `He said "no."` ends after `"`.
 _CLOSERS = "\"'”’»›)]}」』）】〉》〕〗〙〛］｝"
 
@@ -28,9 +43,10 @@ _CLOSERS = "\"'”’»›)]}」』）】〉》〕〗〙〛］｝"
 # sentence it ends), or a line break. Chat text is full of markdown lists and headings without full stops,
 # so every line break ends a segment.
 _BOUNDARY = re.compile(
-    rf"(?P<term>[{re.escape(_SPACED_TERMINATORS + _IMMEDIATE_TERMINATORS)}]+)"
+    rf"(?P<term>[{re.escape(_SPACED_TERMINATORS + _IMMEDIATE_TERMINATORS)}]+|(?<=[{_GREEK}]);)"
     rf"[{re.escape(_CLOSERS)}]*(?P<ws>\s*)"
     r"|(?:\r\n|[\n\r\u2028\u2029\x85])\s*"
+    rf"|(?<=[{_CLAUSE_SPACED}])[ \u00a0]+(?=[{_CLAUSE_SPACED}])"
 )
 # The word before a lone '.', to skip abbreviations ("Dr. Smith", "e.g. this").
 _WORD_BEFORE = re.compile(r"(?<![\w.])([A-Za-z][A-Za-z.]{0,5})$")
@@ -61,6 +77,56 @@ def segment(text: str, *, max_chars: int = 400) -> list[Segment]:
         segments.extend(_split_long(text, start, end, max_chars))
         start = end
     return segments
+
+
+def redaction_span(text: str, sentence: Segment) -> Segment:
+    """The part of ``sentence`` a redaction replaces: no surrounding whitespace, and no markdown list
+    bullet, heading mark or quote mark when the sentence opens a line (issue 13: exact redaction)."""
+    start, end = sentence.start, sentence.end
+    line = start
+    while line > 0 and text[line - 1] in " \t":
+        line -= 1
+    if line == 0 or text[line - 1] in _LINE_BREAKS:
+        prefix = _LINE_PREFIX.match(text, start, end)
+        start = prefix.end() if prefix else start
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return Segment(start, end)
+
+
+def word_start(text: str, start: int, *, reach: int = WORD_REACH) -> int:
+    """A cut at or before ``start`` that splits no word (a tail from it never turns "skill" into "kill").
+
+    Looks back up to ``reach`` characters for a word boundary, then forward; in a script written without
+    spaces, any grapheme-safe cut between two CJK characters will do.
+    """
+    if start <= 0 or start >= len(text) or not _inside_word(text, start):
+        return max(0, min(start, len(text)))
+    for pos in range(start - 1, max(0, start - reach) - 1, -1):
+        if not _inside_word(text, pos):
+            return pos
+    for pos in range(start + 1, min(len(text), start + reach) + 1):
+        if pos == len(text) or not _inside_word(text, pos):
+            return pos
+    return len(text)  # one unbroken word longer than the reach: no context rather than half a word
+
+
+def _inside_word(text: str, pos: int) -> bool:
+    """True when a cut at ``pos`` would split a word (or a grapheme)."""
+    if pos <= 0 or pos >= len(text):
+        return False
+    before, after = text[pos - 1], text[pos]
+    if not _is_safe_cut(text, pos, streaming=False):
+        return True
+    if _CJK.match(before) and _CJK.match(after):
+        return False
+    return _wordlike(before) and _wordlike(after)
+
+
+def _wordlike(ch: str) -> bool:
+    return ch.isalnum() or unicodedata.category(ch) in ("Mn", "Mc", "Me", "Cf", "Pc")
 
 
 def complete_prefix(text: str, *, max_chars: int) -> int:
@@ -109,8 +175,12 @@ def _ends_sentence(text: str, match: re.Match[str], *, final: bool) -> bool:
     if any(ch in _IMMEDIATE_TERMINATORS for ch in term):
         return True
     if not match.group("ws"):
-        return final and match.end() == len(text)
+        if match.end() < len(text):
+            return _CJK.match(text, match.end()) is not None
+        return final
     if term == ".":
+        if _LIST_NUMBER.search(text, max(0, match.start() - 16), match.start()):
+            return False
         word = _WORD_BEFORE.search(text, max(0, match.start() - 8), match.start())
         return not (word and word.group(1).lower() in _ABBREVIATIONS)
     return True

@@ -8,16 +8,63 @@ request id it reads); the tenant is what ``proxy.authenticate`` stored in the re
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Collection
+import uuid
+from collections.abc import Collection, Mapping
+from datetime import datetime, timezone
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crest_proxy.errors import ProxyError
 from crest_proxy.server.logs import REQUEST_ID
 from crest_proxy.server.metrics import Metrics
+from crest_proxy.types import AuditRecord, Direction
 
 log = logging.getLogger("crest_proxy.server.access")
 OTHER = "other"  # the endpoint label of unknown paths, so that scanners cannot grow the label set
+# A client's x-request-id is kept (for correlation) only when it is a short, log-safe token.
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def mint_request_id() -> str:
+    """A fresh, unique request id: the proxy never adopts a client's, which another tenant could copy."""
+    return f"req_{uuid.uuid4().hex}"
+
+
+def client_request_id_of(headers: Mapping[str, str]) -> str | None:
+    """The client's ``x-request-id`` when it is a safe token (it ends up in logs and audit), else None."""
+    incoming = headers.get("x-request-id", "")
+    return incoming if _CLIENT_REQUEST_ID.match(incoming) else None
+
+
+def refusal_record(
+    error: ProxyError,
+    *,
+    request_id: str,
+    tenant: str,
+    endpoint: str,
+    client_request_id: str | None = None,
+) -> AuditRecord:
+    """The audit record of an authenticated request refused before screening (malformed, too big, slow)."""
+    return AuditRecord(
+        ts=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        request_id=request_id,
+        tenant=tenant,
+        direction=Direction.INBOUND.value,
+        endpoint=endpoint,
+        model=None,
+        action="block",
+        score=None,
+        threshold=None,
+        rules=(),
+        latency_ms=0.0,
+        upstream_status=None,
+        text_sha256=None,
+        error=error.code,
+        extra={"refused": error.status_code, "message": error.message[:300]},
+        client_request_id=client_request_id,
+    )
 
 
 class AccessMiddleware:

@@ -16,16 +16,22 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crest_proxy import wire
-from crest_proxy.audit.sink import AuditSink, JsonlAuditSink
+from crest_proxy.audit.factory import build_sink
+from crest_proxy.audit.sink import AuditSink
 from crest_proxy.classifier.protocol import Classifier
 from crest_proxy.errors import MethodNotAllowedError, NotFoundError, ProxyError
 from crest_proxy.policy.files import PolicySet, load_policies
 from crest_proxy.policy.reload import PolicyReloader, start_reloading
 from crest_proxy.screening.guard import Guard
+from crest_proxy.screening.normalize import prepare as prepare_normalization
+from crest_proxy.server import anthropic as messages_api
 from crest_proxy.server import probes as ops
-from crest_proxy.server.access import AccessMiddleware
-from crest_proxy.server.endpoints import Gateway, PolicyStore, json_response, request_id_of, routes
-from crest_proxy.server.limits import InflightLimitMiddleware
+from crest_proxy.server.access import AccessMiddleware, mint_request_id
+from crest_proxy.server.closing import CloseOnErrorMiddleware
+from crest_proxy.server.endpoints import routes
+from crest_proxy.server.gateway import Gateway, PolicyStore, json_response
+from crest_proxy.server.limits import InflightLimitMiddleware, bearer_key
+from crest_proxy.server.memory import trimming_memory
 from crest_proxy.server.metrics import Metrics
 from crest_proxy.settings import ServerSettings
 from crest_proxy.upstream.pool import UpstreamPool
@@ -55,16 +61,18 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             language = await _language_identifier(settings, language_of)
+            await asyncio.to_thread(prepare_normalization)  # the lookalike tables, before the first request
             app.state.gateway = await _build_gateway(
                 stack, settings, policies, classifier, classifier_settings, transport, audit,
                 language_of=language, metrics=metrics,
             )  # fmt: skip
             app.state.reloader = await _start_reloading(stack, settings, app.state.gateway, environ)
+            await stack.enter_async_context(trimming_memory())  # freed heap back to the system (issue 14)
             log.info("crest-proxy ready: %d tenants", len(app.state.gateway.store.current.policies))
             yield
 
     app = Starlette(
-        routes=[*routes(), *ops.routes()],
+        routes=[*routes(), *messages_api.routes(), *ops.routes(), *_console_routes(settings)],
         lifespan=lifespan,
         exception_handlers={
             ProxyError: _proxy_error,
@@ -73,10 +81,17 @@ def create_app(
         },
     )
     # Added first so it sits inside RequestIdMiddleware: refusals carry an x-request-id too.
-    app.add_middleware(InflightLimitMiddleware, limit=settings.max_inflight)
+    app.add_middleware(
+        InflightLimitMiddleware,
+        limit=settings.max_inflight,
+        per_tenant=settings.max_inflight_per_tenant,
+        tenant_of=lambda scope: _tenant_of(app, scope),
+    )
     # Inside RequestIdMiddleware (it reads the id), outside the in-flight cap (refusals are counted too).
     app.add_middleware(AccessMiddleware, metrics=metrics, paths=[getattr(r, "path", "") for r in app.routes])
     app.add_middleware(RequestIdMiddleware)
+    # Outermost of ours: an exception anywhere inside becomes a JSON 500 that says Connection: close.
+    app.add_middleware(CloseOnErrorMiddleware)
     app.state.metrics = metrics
     app.state.metrics_token = settings.metrics_token
     return app
@@ -100,8 +115,13 @@ async def _build_gateway(
         classifier = await _load_classifier(classifier_settings)
         stack.push_async_callback(classifier.aclose)  # type: ignore[attr-defined]
     if audit is None:
-        sink = JsonlAuditSink(
-            settings.audit_log, max_bytes=settings.audit_max_bytes, max_age_s=settings.audit_max_age_s
+        sink = build_sink(
+            settings.audit_log if settings.audit_file else None,
+            db=settings.audit_db,
+            spool=settings.audit_spool,
+            fsync=settings.audit_fsync,
+            max_bytes=settings.audit_max_bytes,
+            max_age_s=settings.audit_max_age_s,
         )
         await sink.start()
         stack.push_async_callback(sink.aclose)
@@ -110,7 +130,12 @@ async def _build_gateway(
     stack.push_async_callback(upstreams.aclose)
     stack.callback(metrics.watch_classifier(classifier))
     stack.callback(metrics.watch_audit(audit))
-    guard = Guard(classifier, timeout_s=settings.classify_timeout_s, language_of=language_of)
+    guard = Guard(
+        classifier,
+        timeout_s=settings.classify_timeout_s,
+        language_of=language_of,
+        max_screen_tokens=settings.max_screen_tokens,
+    )
     return Gateway(
         settings=settings, store=store, guard=guard, audit=audit, upstreams=upstreams, metrics=metrics
     )
@@ -151,8 +176,29 @@ async def _load_classifier(classifier_settings: Any) -> Classifier:
     )
 
 
+def _console_routes(settings: ServerSettings) -> list[Any]:
+    """The audit console under /console, only when an admin key is set (issue 17, docs/console.md)."""
+    if not settings.admin_key:
+        return []
+    from crest_proxy.console import reader_for
+    from crest_proxy.console.app import console_routes
+
+    reader = reader_for([settings.audit_log], None if settings.audit_file else settings.audit_db, live=True)
+    return console_routes(reader, settings.admin_key)
+
+
+def _tenant_of(app: Starlette, scope: Scope) -> str | None:
+    """The tenant whose proxy key a request presents (None before start-up or for unknown keys)."""
+    gateway = getattr(app.state, "gateway", None)
+    key = bearer_key(scope)
+    if gateway is None or key is None:
+        return None
+    policy = gateway.store.current.tenant_for_key(key)
+    return None if policy is None else str(policy.tenant)
+
+
 class RequestIdMiddleware:
-    """Gives each request an id (a safe incoming ``x-request-id`` is kept) and echoes it on the response."""
+    """Gives each request a fresh id of the proxy's own and echoes it on the response (``x-request-id``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -161,7 +207,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_of(Request(scope))
+        request_id = mint_request_id()  # a client's own x-request-id is only recorded (client_request_id)
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:

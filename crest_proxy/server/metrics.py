@@ -1,9 +1,10 @@
 """Prometheus metrics of one app, in a registry of its own (tests build many apps in one process).
 
 Everything the proxy counts goes through a ``Metrics`` object: the access middleware (requests), the
-audit write (decisions, on_error events, windows), the upstream call, the streaming screener (hold-back,
-added time to first token), the policy reloader, and the classifier's own hooks (model-call latency,
-batch size, queue depth). ``/metrics`` renders it (see ``ops.py``).
+one decision path (``screening.decision.decide``: decisions, on_error events, windows, the upstream call,
+and per stream its longest hold-back and added time to first token; ``Metrics`` is its
+``DecisionObserver``), the policy reloader, and the classifier's own hooks (model-call latency, batch
+size, queue depth). ``/metrics`` renders it (see ``probes.py``).
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ class Metrics:
             registry=reg,
         )  # fmt: skip
         self.holdback_seconds = Histogram(
-            "crest_stream_holdback_seconds", "How long streamed text was held back for screening before "
-            "it was released to the client.", ("tenant",), buckets=SECONDS, registry=reg,
+            "crest_stream_holdback_seconds", "The longest any text of a stream was held back for "
+            "screening before it was released to the client (one observation per stream).", ("tenant",),
+            buckets=SECONDS, registry=reg,
         )  # fmt: skip
         self.added_ttft_seconds = Histogram(
             "crest_stream_added_ttft_seconds", "Time to first token the proxy added to a stream (its first "
@@ -125,11 +127,11 @@ class Metrics:
         self.upstream_seconds.labels(tenant, endpoint, outcome).observe(seconds)
 
     def observe_holdback(self, tenant: str, seconds: float) -> None:
-        """Streamed text was held ``seconds`` before the client got it (for the streaming screener)."""
+        """A stream's text was held back at most ``seconds`` before the client got it."""
         self.holdback_seconds.labels(tenant).observe(seconds)
 
     def observe_added_ttft(self, tenant: str, seconds: float) -> None:
-        """The proxy delayed a stream's first token by ``seconds`` (for the streaming screener)."""
+        """The proxy delayed a stream's first token by ``seconds``."""
         self.added_ttft_seconds.labels(tenant).observe(max(0.0, seconds))
 
     def observe_reload(self, result: str, rejected_files: Iterable[str], tenants: int) -> None:
@@ -165,12 +167,10 @@ class Metrics:
         return unwatch
 
     def watch_audit(self, sink: Any) -> Callable[[], None]:
-        """Export how many audit records the sink could not write; returns the undo function."""
+        """Export the sink's loss counters (lost, gap, torn, reopened, spooled, replayed) and writability."""
         if not hasattr(sink, "lost"):
             return lambda: None
-        doc = "Audit records that could not be written (disk errors); each is also logged."
-        lost = _Snapshot(lambda: [CounterMetricFamily("crest_audit_lost_records", doc, value=sink.lost)])
-        return self._register(lost)
+        return self._register(_Snapshot(lambda: _audit_families(sink)))
 
     def _register(self, collector: Collector) -> Callable[[], None]:
         self.registry.register(collector)
@@ -179,6 +179,27 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every metric, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+_AUDIT_COUNTERS = (
+    ("lost", "crest_audit_lost_records", "Audit records that could not be written (each is in a gap note)."),
+    ("gaps", "crest_audit_gap_notes", "Gap notes written to the audit chain in place of lost records."),
+    ("torn", "crest_audit_torn_repairs", "Torn last lines cut off the audit log (or spool) at start."),
+    ("reopened", "crest_audit_reopened", "Times the audit log was found deleted or replaced, and reopened."),
+    ("spooled", "crest_audit_spooled_records", "Audit records spooled locally while the database was down."),
+    ("replayed", "crest_audit_replayed_records", "Spooled audit records later inserted into the database."),
+)
+
+
+def _audit_families(sink: Any) -> Iterator[Metric]:
+    stats = getattr(sink, "stats", None)
+    for field, name, doc in _AUDIT_COUNTERS:
+        value = getattr(stats, field, None) if stats is not None else (sink.lost if field == "lost" else None)
+        if value is not None:
+            yield CounterMetricFamily(name, doc, value=value)
+    check = getattr(sink, "problem", None)
+    writable = 0 if callable(check) and check() is not None else 1
+    yield GaugeMetricFamily("crest_audit_writable", "1 while audit records can be written.", value=writable)
 
 
 def screening_language(screening: Screening) -> str:

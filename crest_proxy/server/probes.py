@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from crest_proxy.audit.fanout import sink_detail
+from crest_proxy.audit.sink import audit_problem
 from crest_proxy.errors import AuthenticationError
 
 PATHS = ("/healthz", "/readyz", "/metrics")
@@ -42,7 +44,12 @@ def _model(classifier: Any) -> Check:
     info = getattr(classifier, "info", None)
     if info is None:
         return Check("model", True, type(classifier).__name__)
-    return Check("model", True, f"{info.model}@{str(info.revision)[:12]} {info.backend} {info.precision}")
+    detail = f"{info.model}@{str(info.revision)[:12]} {info.backend} {info.precision}"
+    health = getattr(classifier, "health", None)
+    remote = health() if callable(health) else None  # backend remote: the inference server's state
+    if remote is None:
+        return Check("model", True, detail)
+    return Check("model", remote.ok, f"{detail}; {remote.detail}")
 
 
 def _policies(state: Any, gateway: Any) -> Check:
@@ -57,11 +64,18 @@ def _policies(state: Any, gateway: Any) -> Check:
 
 
 def _audit(sink: Any) -> Check:
-    check = getattr(sink, "problem", None)
-    problem = check() if callable(check) else None
+    # Not ready while records cannot be written: fail-closed tenants would be refused (issue 14).
+    problem = audit_problem(sink)
     if problem is None:
-        return Check("audit", True, str(getattr(sink, "path", type(sink).__name__)))
+        return Check("audit", True, sink_detail(sink) + _losses(sink))
     return Check("audit", False, problem)
+
+
+def _losses(sink: Any) -> str:
+    stats = getattr(sink, "stats", None)
+    if stats is None or not stats.lost:
+        return ""
+    return f"; {stats.lost} record(s) lost since start ({stats.gaps} gap note(s) on the chain)"
 
 
 async def healthz(request: Request) -> Response:

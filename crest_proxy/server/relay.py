@@ -9,7 +9,8 @@ response on ``http.disconnect``; a background task closes a relay that never got
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -19,22 +20,26 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from crest_proxy.errors import UpstreamError
-from crest_proxy.screening.guard import Screening, audit_record
+from crest_proxy.screening.decision import AUDIT_UNAVAILABLE, Exchange, Outcome, StreamEnd
+from crest_proxy.screening.guard import Screening
 from crest_proxy.screening.holdback import StreamScreener
-from crest_proxy.server.endpoints import (
+from crest_proxy.server.gateway import (
     ENDPOINTS,
     Call,
     Gateway,
+    decide_call,
+    forward,
     json_response,
     upstream_payload,
-    write_audit,
 )
 from crest_proxy.streaming import sse
-from crest_proxy.streaming.choices import ChoiceStream
+from crest_proxy.streaming.choices import ChoiceStream, choice_count
 from crest_proxy.streaming.dialect import Dialect
 from crest_proxy.streaming.responses import ResponseStream
-from crest_proxy.types import AuditRecord
+from crest_proxy.upstream import events as upstream_events
 from crest_proxy.upstream import pool as upstream
+
+__all__ = ["Relay", "choice_count", "stream_completion"]  # choice_count: its old home
 
 log = logging.getLogger("crest_proxy.streaming")
 
@@ -46,14 +51,9 @@ _CLEANUP_TIMEOUT_S = 5.0
 async def stream_completion(gw: Gateway, call: Call, body: dict[str, Any], inbound: Screening) -> Response:
     """Forward a ``stream: true`` request and relay the upstream's events, screened, as SSE."""
     stack = AsyncExitStack()
+    answer, _ = await forward(gw, call, inbound, lambda: _open(gw, call, body, stack))
     try:
-        answer = await _open(gw, call, body, stack)
-    except UpstreamError as exc:
-        await write_audit(gw, call, inbound, None, upstream_error=exc.code)
-        raise
-    await write_audit(gw, call, inbound, answer.status_code)
-    try:
-        early = await _early_answer(gw, call, answer)
+        early = await _early_answer(call, answer)
     except BaseException:
         await stack.aclose()
         raise
@@ -62,48 +62,48 @@ async def stream_completion(gw: Gateway, call: Call, body: dict[str, Any], inbou
         return early
     screener = StreamScreener(gw.guard, call.policy)
     relay = Relay(gw, call, answer, stack, screener, _dialect(call, body, screener))
-    headers = {
-        **{
-            k: v
-            for k, v in upstream.forward_response_headers(answer.headers).items()
-            if k.lower() != "content-type"
-        },
-        "cache-control": "no-cache",
-        "x-accel-buffering": "no",  # nginx and friends must not buffer what we already held back
-    }
+    return event_stream_response(relay, answer)
+
+
+def event_stream_response(
+    relay: Relay, answer: httpx.Response, headers: Mapping[str, str] | None = None
+) -> StreamingResponse:
+    """The client's ``text/event-stream`` response for ``relay`` (upstream headers kept, no buffering)."""
+    kept = upstream.forward_response_headers(answer.headers)
     return StreamingResponse(
         relay.frames(),
         media_type="text/event-stream",
-        headers=headers,
+        headers={
+            **{k: v for k, v in kept.items() if k.lower() != "content-type"},
+            "cache-control": "no-cache",
+            "x-accel-buffering": "no",  # nginx and friends must not buffer what we already held back
+            **(headers or {}),
+        },
         background=BackgroundTask(relay.aclose),
     )
 
 
 async def _open(gw: Gateway, call: Call, body: dict[str, Any], stack: AsyncExitStack) -> httpx.Response:
     client = await gw.upstreams.client_for(call.policy)
-    headers = upstream.forward_request_headers(
-        call.headers,
-        api_key=gw.store.current.upstream_api_key(call.policy.tenant),
-        request_id=call.request_id,
-    )
+    headers = call.upstream_headers()  # the call's policy snapshot: a reload cannot swap the key mid-request
     headers["accept"] = "text/event-stream"
     return await stack.enter_async_context(
         upstream.open_stream(client, ENDPOINTS[call.endpoint], body, headers)
     )
 
 
-async def _early_answer(gw: Gateway, call: Call, answer: httpx.Response) -> Response | None:
+async def _early_answer(call: Call, answer: httpx.Response) -> Response | None:
     """The JSON answer when the upstream did not start a stream (its error, passed through), else None."""
     if answer.status_code < 400 and sse.is_event_stream(answer):
         return None
     if answer.status_code < 400:
         raise UpstreamError("The upstream answered a streaming request without an event stream.")
     try:
-        await answer.aread()
+        answer = await upstream.read_answer(answer)  # size-capped, key pieces masked (issue 14)
     except httpx.HTTPError as exc:
         raise upstream.map_transport_error(exc) from exc
     relay = upstream.forward_response_headers(answer.headers)
-    payload = upstream_payload(answer, secret=gw.store.current.upstream_api_key(call.policy.tenant))
+    payload = upstream_payload(answer, secret=call.upstream_api_key)
     return json_response(payload, answer.status_code, call.request_id, relay)
 
 
@@ -111,17 +111,6 @@ def _dialect(call: Call, body: dict[str, Any], screener: StreamScreener) -> Dial
     if call.endpoint == "responses":
         return ResponseStream(screener, call.policy)
     return ChoiceStream(call.endpoint, screener, call.policy, choices=choice_count(call.endpoint, body))
-
-
-def choice_count(endpoint: str, body: dict[str, Any]) -> int:
-    """How many choices a request asks for: ``n``, times the number of prompts for legacy completions."""
-    n = body.get("n")
-    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-    prompt = body.get("prompt")
-    if endpoint != "completions" or not isinstance(prompt, list) or not prompt:
-        return n
-    # A list of strings or of token arrays is several prompts; a flat list of token ids is one.
-    return n * len(prompt) if all(isinstance(p, (str, list)) for p in prompt) else n
 
 
 class Relay:
@@ -142,6 +131,9 @@ class Relay:
         self._finished = False
         self.client_disconnected = False
         self.upstream_error: str | None = None
+        # When the upstream sent its first event and the client got its first frame (the added TTFT).
+        self._first_event: float | None = None
+        self._first_frame: float | None = None
 
     def frames(self) -> AsyncIterator[bytes]:
         """The SSE frames for the client (iterate once)."""
@@ -159,6 +151,8 @@ class Relay:
     async def _frames(self) -> AsyncGenerator[bytes, None]:
         try:
             async for frame in self._relay():
+                if self._first_frame is None:
+                    self._first_frame = time.perf_counter()
                 yield frame
         except Exception:  # a bug must end the stream with an error event, not a body cut mid-frame
             log.exception("streaming relay failed (request %s)", self._call.request_id)
@@ -173,9 +167,15 @@ class Relay:
             await self._finish()
 
     async def _relay(self) -> AsyncIterator[bytes]:
-        events = sse.events(self._answer, idle_s=self._call.policy.upstream.timeout.total)
+        events = upstream_events.events(
+            self._answer,
+            idle_s=self._call.policy.upstream.timeout.total,
+            max_event_chars=self._gw.settings.max_upstream_event_bytes,
+        )
         try:
             async for event in events:
+                if self._first_event is None:
+                    self._first_event = time.perf_counter()
                 step = await self._dialect.feed(event)
                 if step.stop:
                     break
@@ -183,6 +183,9 @@ class Relay:
                     yield frame
             else:
                 step = await self._dialect.end()
+        except upstream_events.EventTooLarge as exc:  # issue 14: one event may not take the memory
+            self.upstream_error = "upstream_too_large"
+            step = await self._dialect.fail(f"The upstream stream is refused: {exc}.", "upstream_too_large")
         except sse.StreamBroken as exc:
             self.upstream_error = "invalid_event"
             step = await self._dialect.fail(
@@ -191,11 +194,15 @@ class Relay:
         except httpx.HTTPError as exc:
             self.upstream_error = type(exc).__name__
             mapped = upstream.map_transport_error(exc)
-            message = str(exc) if isinstance(exc, sse.StreamStalled) else mapped.message
+            message = str(exc) if isinstance(exc, upstream_events.StreamStalled) else mapped.message
             step = await self._dialect.fail(message, mapped.code or "upstream_error")
         finally:
             await events.aclose()
         await self._close_upstream()  # before the last frames: a blocked stream is not read any further
+        # The record is written (confirmed) before the last frames: a client that saw [DONE] is on record.
+        if await self._finish() is AUDIT_UNAVAILABLE:
+            yield self._dialect.error(AUDIT_UNAVAILABLE.message, "audit_unavailable")
+            return
         for frame in step.frames:
             yield frame
 
@@ -203,28 +210,26 @@ class Relay:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT_S):
             await self._stack.aclose()
 
-    async def _finish(self) -> None:
+    async def _finish(self) -> Outcome | None:
         if self._finished:
-            return
+            return None
         self._finished = True
         await self._close_upstream()
         with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT_S):
-            await self._gw.audit.write(self._record())
+            screening = self._screener.summary()
+            exchange = Exchange(self._answer.status_code)
+            return await decide_call(self._gw, self._call, screening, upstream=exchange, stream=self._end())
+        return None
 
-    def _record(self) -> AuditRecord:
-        stats = self._screener.stats()
-        extra: dict[str, object] = {
-            "stream": True,
-            "outcome": self._dialect.outcome,
-            "stream_windows": stats.windows,
-            "max_holdback_chars": stats.max_holdback_chars,
-            "max_holdback_ms": stats.max_holdback_ms,
-        }
-        if self.client_disconnected:
-            extra["client_disconnected"] = True
-        if self.upstream_error:
-            extra["upstream_error"] = self.upstream_error
-        summary = self._screener.summary()
-        return audit_record(
-            summary, self._call.context(), upstream_status=self._answer.status_code, extra=extra
+    def _end(self) -> StreamEnd:
+        """How the stream ended, for its audit record and the streaming metrics."""
+        added = None
+        if self._first_event is not None and self._first_frame is not None:
+            added = max(0.0, self._first_frame - self._first_event)
+        return StreamEnd(
+            outcome=self._dialect.outcome,
+            holdback=self._screener.stats(),
+            added_ttft_s=added,
+            client_disconnected=self.client_disconnected,
+            upstream_error=self.upstream_error,
         )

@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
-
-from httpx_sse import ServerSentEvent
+from typing import TYPE_CHECKING, Any
 
 from crest_proxy import wire
 from crest_proxy.policy.model import Policy
+from crest_proxy.screening.decision import FAIL_CLOSED_MESSAGE
 from crest_proxy.screening.holdback import Release, StreamScreener
-from crest_proxy.streaming.chunks import Key, chat_delta, choice_index, choice_texts, completion_chunk, prune
+from crest_proxy.streaming.chunks import (
+    ChoiceText,
+    Key,
+    chat_delta,
+    choice_index,
+    choice_texts,
+    completion_chunk,
+    prune,
+)
 from crest_proxy.streaming.dialect import Step
 from crest_proxy.streaming.paths import get_at, set_at
 from crest_proxy.streaming.sse import DONE, StreamBroken, json_frame, json_of, raw_frame
 from crest_proxy.wire.bodies import CONTENT_FILTER
+from crest_proxy.wire.structured import read_json_text
+
+if TYPE_CHECKING:
+    from httpx_sse import ServerSentEvent
 
 _CHOICE_FIELDS = ("index", "delta", "text", "logprobs", "finish_reason")
 
@@ -39,10 +50,11 @@ class ChoiceStream:
     """Screens ``chat.completion.chunk`` or ``text_completion`` streams (``data: [DONE]`` terminated)."""
 
     def __init__(self, endpoint: str, screener: StreamScreener, policy: Policy, *, choices: int) -> None:
+        self._endpoint = endpoint
         self._chat = endpoint == "chat.completions"
         self._screener = screener
         self._block = policy.block
-        # The same slots the non-streaming path screens (``proxy.screened_slots``): completions have no role.
+        # The same slots the non-streaming path screens (``screened_slots``): completions have no role.
         self._screen_text = not self._chat or "assistant" in policy.outbound.roles
         self._screen_tools = self._screen_text and policy.outbound.tool_calls
         self._expected = choices
@@ -50,6 +62,8 @@ class ChoiceStream:
         self._lanes: dict[int, list[Key]] = {}
         self._ended: set[int] = set()
         self._logprobs: dict[int, dict[str, Any]] = {}
+        # Tool-call arguments are JSON: held whole until the call ends, then screened decoded (issue 13).
+        self._json: dict[Key, list[str]] = {}
         self.outcome = "completed"
 
     async def feed(self, event: ServerSentEvent) -> Step:
@@ -105,7 +119,9 @@ class ChoiceStream:
         idx = choice_index(choice)
         if idx in self._ended:
             return None, Step()  # blocked before: the upstream's later deltas for it are dropped
-        texts = choice_texts(choice, idx, chat=self._chat, text=self._screen_text, tools=self._screen_tools)
+        texts = choice_texts(
+            choice, idx, endpoint=self._endpoint, text=self._screen_text, tools=self._screen_tools
+        )
         if not texts and idx not in self._lanes:
             return choice, Step()  # nothing screened in this choice (yet)
         part = copy.deepcopy(choice)
@@ -113,7 +129,7 @@ class ChoiceStream:
         finish = part.get("finish_reason")
         part["finish_reason"] = None
         for i, text in enumerate(texts):
-            release = await self._push(idx, text.key, get_at(part, text.path))
+            release = await self._push(idx, text, get_at(part, text.path))
             set_at(part, text.path, release.text)
             if release.blocked:
                 for later in texts[i + 1 :]:
@@ -122,10 +138,24 @@ class ChoiceStream:
         tail = await self._finish(idx, finish, choice) if finish is not None else Step()
         return prune(part), tail
 
-    async def _push(self, idx: int, key: Key, text: str) -> Release:
+    async def _push(self, idx: int, at: ChoiceText, text: str) -> Release:
+        key = at.key
         if key not in self._lanes.setdefault(idx, []):
             self._lanes[idx].append(key)
+        if at.json:
+            self._json.setdefault(key, []).append(text)
+            return Release(key, "")
+        if at.row.whole:  # a tool name arrives whole in its call's first chunk: screen it at once
+            return await self._screener.screen_whole(key, [text], lambda s: s.redacted_texts()[0])
         return await self._screener.push(key, text)
+
+    async def _finish_lane(self, key: Key) -> Release:
+        """End one lane: held JSON is screened decoded now, and re-encoded if a redaction changed it."""
+        held = self._json.pop(key, None)
+        if held is None:
+            return await self._screener.finish(key)
+        doc = read_json_text("".join(held))
+        return await self._screener.screen_whole(key, doc.texts, lambda s: doc.rebuild(s.redacted_texts()))
 
     async def _finish(self, idx: int, finish: Any, choice: dict[str, Any]) -> Step:
         """Screen what choice ``idx`` still holds, send it, then the upstream's finish."""
@@ -142,7 +172,7 @@ class ChoiceStream:
         """Finish every lane of choice ``idx``, stopping at the first that blocks."""
         parts: list[tuple[Key, str]] = []
         for key in self._lanes.get(idx, []):
-            release = await self._screener.finish(key)
+            release = await self._finish_lane(key)
             parts += [(key, release.text)] if release.text else []
             if release.blocked:
                 return _Flush(parts, release)
@@ -166,13 +196,12 @@ class ChoiceStream:
         self._logprobs.pop(idx, None)
         for key in self._lanes.get(idx, []):
             self._screener.discard(key)
+            self._json.pop(key, None)
         frames = [self._text_chunk(idx, parts)] if parts else []
         if release.failed_closed:
             self.outcome = "classifier_unavailable"
-            message = (
-                "The content classifier is unavailable and this tenant's policy fails closed; retry later."
-            )
-            return Step((*frames, self.error(message, "classifier_unavailable", "server_error")), stop=True)
+            error = self.error(FAIL_CLOSED_MESSAGE, "classifier_unavailable", "server_error")
+            return Step((*frames, error), stop=True)
         self.outcome = "blocked"
         content = self._block.message if self._block.style == "refusal" else None
         frames.append(self._end_chunk(idx, CONTENT_FILTER, None, {}, content))
@@ -216,3 +245,14 @@ class ChoiceStream:
             chunk["choices"][0]["logprobs"] = logprobs
         chunk["choices"][0].update(extra)
         return json_frame(chunk)
+
+
+def choice_count(endpoint: str, body: dict[str, Any]) -> int:
+    """How many choices a request asks for: ``n``, times the number of prompts for legacy completions."""
+    n = body.get("n")
+    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    prompt = body.get("prompt")
+    if endpoint != "completions" or not isinstance(prompt, list) or not prompt:
+        return n
+    # A list of strings or of token arrays is several prompts; a flat list of token ids is one.
+    return n * len(prompt) if all(isinstance(p, (str, list)) for p in prompt) else n

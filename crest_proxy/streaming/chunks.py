@@ -2,38 +2,80 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
+from crest_proxy import endpoints
+from crest_proxy.endpoints import TextField
 from crest_proxy.streaming.paths import Path
+from crest_proxy.types import Direction
+from crest_proxy.wire.patterns import Match, Step, compile_pattern, find_all
 
-Key = tuple[int, str, int | None]  # a hold-back lane: (choice index, field, tool-call index)
+TOOL_LABEL = "tool_arguments"  # the rows the policy's ``tool_calls`` switch covers
 MESSAGE_FIELDS = ("content", "refusal", "reasoning_content")
+
+Key = tuple[
+    int, str, int | None
+]  # a hold-back lane: (choice index, field path in the choice, tool-call index)
 
 
 @dataclass(frozen=True)
 class ChoiceText:
-    """One screened string of a choice: its lane and where it sits inside the choice."""
+    """One screened string of a choice: its lane, where it sits inside the choice, and its registry row."""
 
     key: Key
     path: Path
+    row: TextField
+
+    @property
+    def json(self) -> bool:
+        """JSON-encoded (tool-call arguments): held until the call ends, then screened decoded."""
+        return self.row.kind == "json"
+
+
+@functools.lru_cache(maxsize=8)
+def stream_rows(endpoint: str) -> tuple[tuple[TextField, str], ...]:
+    """The registry's streamed-chunk rows of ``endpoint``, each with its path inside one choice."""
+    rows = endpoints.fields(endpoint, Direction.OUTBOUND, stream=True)
+    return tuple((row, row.path.removeprefix("choices[*].")) for row in rows)
+
+
+@functools.lru_cache(maxsize=8)
+def _patterns(endpoint: str) -> tuple[str, ...]:
+    return tuple(inside for _, inside in stream_rows(endpoint))
+
+
+@functools.lru_cache(maxsize=8)
+def _rows_by_path(endpoint: str) -> dict[str, TextField]:
+    return {inside: row for row, inside in stream_rows(endpoint)}
 
 
 def choice_texts(
-    choice: dict[str, Any], idx: int, *, chat: bool, text: bool, tools: bool
+    choice: dict[str, Any], idx: int, *, endpoint: str, text: bool, tools: bool
 ) -> list[ChoiceText]:
-    """The non-empty strings of one chunk choice to screen (``text``: message text, ``tools``: arguments)."""
-    if not chat:
-        return [ChoiceText((idx, "text", None), ("text",))] if text and _is_text(choice.get("text")) else []
-    delta = choice.get("delta")
-    if not isinstance(delta, dict):
-        return []
-    texts = [
-        ChoiceText((idx, name, None), ("delta", name))
-        for name in MESSAGE_FIELDS
-        if text and _is_text(delta.get(name))
-    ]
-    return texts + (_tool_texts(delta, idx) if tools else [])
+    """The non-empty strings of one chunk choice to screen (``text``: message text, ``tools``: tool calls)."""
+    matches = find_all(choice, _patterns(endpoint))  # one walk of the choice for every row
+    rows = _rows_by_path(endpoint)
+    found = []
+    for inside, places in matches.items():  # walk order: the registry's order of fields
+        row = rows[inside]
+        if tools if row.label == TOOL_LABEL else text:
+            found += [
+                ChoiceText((idx, inside, _sub_index(m)), m.path, row) for m in places if _is_text(m.value)
+            ]
+    return found
+
+
+def _sub_index(match: Match) -> int | None:
+    """Which tool call a match is in: the call's ``index`` (its position when it has none)."""
+    if match.item is None:
+        return None
+    slot = match.item.get("index")
+    positions = [k for k in match.path if isinstance(k, int)]
+    if isinstance(slot, int) and not isinstance(slot, bool):
+        return slot
+    return positions[0] if positions else None
 
 
 def completion_chunk(
@@ -52,37 +94,32 @@ def choice_index(choice: dict[str, Any]) -> int:
     return idx if isinstance(idx, int) and not isinstance(idx, bool) else 0
 
 
-def _tool_texts(delta: dict[str, Any], idx: int) -> list[ChoiceText]:
-    texts = []
-    legacy = delta.get("function_call")
-    if isinstance(legacy, dict) and _is_text(legacy.get("arguments")):
-        texts.append(ChoiceText((idx, "function_call", None), ("delta", "function_call", "arguments")))
-    calls = delta.get("tool_calls")
-    for k, call in enumerate(calls if isinstance(calls, list) else []):
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and _is_text(function.get("arguments")):
-            slot = call.get("index", k)
-            texts.append(
-                ChoiceText(
-                    (idx, "tool", slot if isinstance(slot, int) else k),
-                    ("delta", "tool_calls", k, "function", "arguments"),
-                )
-            )
-    return texts
-
-
 def chat_delta(parts: list[tuple[Key, str]]) -> dict[str, Any]:
     """A chat delta carrying released texts of several lanes of one choice."""
     delta: dict[str, Any] = {}
-    for key, text in parts:
-        _, name, slot = key
-        if name == "tool":
-            delta.setdefault("tool_calls", []).append({"index": slot, "function": {"arguments": text}})
-        elif name == "function_call":
-            delta["function_call"] = {"arguments": text}
-        else:
-            delta[name] = delta.get(name, "") + text
+    for (_, inside, slot), text in parts:
+        _put(delta, compile_pattern(inside.removeprefix("delta.")), slot, text)
     return delta
+
+
+def _put(node: dict[str, Any], steps: tuple[Step, ...], slot: int | None, text: str) -> None:
+    """Add ``text`` at the lane's place in a delta (a tool call is the element with ``index: slot``)."""
+    for i, step in enumerate(steps[:-1]):
+        if step.each:
+            continue
+        if steps[i + 1].each:
+            calls = node.setdefault(step.key or "", [])
+            found = [c for c in calls if c.get("index") == slot]
+            node = found[0] if found else _append(calls, slot)
+        else:
+            node = node.setdefault(step.key or "", {})
+    last = steps[-1].key or ""
+    node[last] = node.get(last, "") + text
+
+
+def _append(calls: list[dict[str, Any]], slot: int | None) -> dict[str, Any]:
+    calls.append({"index": slot})
+    return calls[-1]
 
 
 def prune(part: dict[str, Any]) -> dict[str, Any] | None:
@@ -98,8 +135,7 @@ def _drop_empty_texts(delta: dict[str, Any]) -> None:
     for name in MESSAGE_FIELDS:
         if delta.get(name) == "" and name != "content":
             del delta[name]
-    legacy = delta.get("function_call")
-    if isinstance(legacy, dict) and legacy == {"arguments": ""}:
+    if _is_bare(delta.get("function_call")):
         del delta["function_call"]
     calls = delta.get("tool_calls")
     if isinstance(calls, list):
@@ -110,12 +146,17 @@ def _drop_empty_texts(delta: dict[str, Any]) -> None:
         del delta["content"]
 
 
+def _is_bare(part: Any) -> bool:
+    """An object whose every field is text the screener held (now empty)."""
+    return isinstance(part, dict) and all(value == "" for value in part.values())
+
+
 def _is_bare_call(call: Any) -> bool:
-    """A tool-call delta whose only payload was arguments the screener held."""
+    """A tool-call delta whose only payload was text the screener held."""
     return (
         isinstance(call, dict)
-        and set(call) <= {"index", "function"}
-        and call.get("function") in ({}, {"arguments": ""})
+        and set(call) <= {"index", "function", "custom"}
+        and all(_is_bare(call[k]) for k in ("function", "custom") if k in call)
     )
 
 

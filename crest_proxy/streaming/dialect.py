@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from httpx_sse import ServerSentEvent
+if TYPE_CHECKING:
+    from httpx_sse import ServerSentEvent
 
 
 @dataclass(frozen=True)

@@ -12,31 +12,29 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Hashable
-from typing import Any
-
-from httpx_sse import ServerSentEvent
+from typing import TYPE_CHECKING, Any
 
 from crest_proxy.policy.model import Policy
+from crest_proxy.screening.decision import FAIL_CLOSED_MESSAGE
 from crest_proxy.screening.holdback import Release, StreamScreener
 from crest_proxy.streaming.dialect import Step
-from crest_proxy.streaming.paths import Path, get_at, set_at
+from crest_proxy.streaming.response_texts import (
+    ItemText,
+    item_texts,
+    lanes,
+    part_texts,
+    put_at,
+    screens,
+    text_at,
+)
 from crest_proxy.streaming.sse import json_frame, json_of
+from crest_proxy.wire.structured import read_json_text
+
+if TYPE_CHECKING:
+    from httpx_sse import ServerSentEvent
 
 Key = tuple[int, str, int | None]  # (output_index, lane field, content/summary index)
 
-# Event family -> (lane field, index attribute, attribute of the ``.done`` event holding the whole text).
-_LANES: dict[str, tuple[str, str | None, str | None]] = {
-    "response.output_text": ("text", "content_index", "text"),
-    "response.refusal": ("refusal", "content_index", "refusal"),
-    "response.reasoning_summary_text": ("summary", "summary_index", "text"),
-    "response.reasoning_text": ("reasoning", "content_index", "text"),
-    "response.audio.transcript": ("transcript", None, None),
-    "response.function_call_arguments": ("arguments", None, "arguments"),
-    "response.custom_tool_call_input": ("input", None, "input"),
-    "response.mcp_call_arguments": ("arguments", None, "arguments"),
-    "response.code_interpreter_call_code": ("code", None, "code"),
-}
-_TOOL_FIELDS = frozenset({"arguments", "input", "code"})
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _SNAPSHOTS = frozenset({"response.created", "response.in_progress", "response.queued"})
 _IDS = ("item_id", "output_index", "content_index", "summary_index")
@@ -54,6 +52,7 @@ class ResponseStream:
         self._response: dict[str, Any] = {}
         self._items: dict[int, dict[str, Any]] = {}
         self._deltas: dict[Hashable, dict[str, Any]] = {}
+        self._held: dict[Key, list[str]] = {}  # JSON lanes (arguments), held whole until their .done
         self.outcome = "completed"
 
     async def feed(self, event: ServerSentEvent) -> Step:
@@ -62,7 +61,8 @@ class ResponseStream:
         named = data.get("type")
         kind = named if isinstance(named, str) else event.event
         family, _, suffix = kind.rpartition(".")
-        if family in _LANES and suffix in ("delta", "done") and self._screens(_LANES[family][0]):
+        lane = lanes().get(family)
+        if lane is not None and suffix in ("delta", "done") and self._screens(lane.label):
             handler = self._delta if suffix == "delta" else self._done
             return await handler(kind, family, data)
         if kind in _TERMINAL:
@@ -89,6 +89,9 @@ class ResponseStream:
         key = self._key(family, data)
         self._deltas[key] = data
         delta = data.get("delta")
+        if lanes()[family].kind == "json":
+            self._held.setdefault(key, []).append(delta if isinstance(delta, str) else "")
+            return Step()
         release = await self._screener.push(key, delta if isinstance(delta, str) else "")
         step = Step((self._delta_frame(key, release.text),)) if release.text else Step()
         return step + self._blocked(key, release) if release.blocked else step
@@ -96,12 +99,18 @@ class ResponseStream:
     async def _done(self, kind: str, family: str, data: dict[str, Any]) -> Step:
         key = self._key(family, data)
         self._deltas.setdefault(key, {**data, "type": f"{family}.delta"})
-        whole = _LANES[family][2]
-        early = ""
-        if not self._screener.holds(key) and whole and isinstance(data.get(whole), str):
-            early = (await self._screener.push(key, data[whole])).text  # no delta carried it: screen it now
-        release = await self._screener.finish(key)
-        text = early + release.text
+        whole = lanes()[family].whole
+        value = data.get(whole) if whole else None
+        given = value if isinstance(value, str) else ""
+        if lanes()[family].kind == "json":
+            release = await self._whole(key, given)
+            text = release.text
+        else:
+            early = ""
+            if not self._screener.holds(key) and given:
+                early = (await self._screener.push(key, given)).text  # no delta carried it: screen it now
+            release = await self._screener.finish(key)
+            text = early + release.text
         step = Step((self._delta_frame(key, text),)) if text else Step()
         if release.blocked:
             return step + self._blocked(key, release)
@@ -116,19 +125,23 @@ class ResponseStream:
         # streams it as deltas, so any text found there is dropped (the matching .done is screened).
         if kind in _SNAPSHOTS and isinstance(data.get("response"), dict):
             output = data["response"].get("output")
-            blank = (
-                [self._blank_item(i) for i in output if isinstance(i, dict)]
-                if isinstance(output, list)
-                else output
-            )
+            blank: Any = output
+            if isinstance(output, list):
+                items = [item for item in output if isinstance(item, dict)]
+                blank = [await self._opened(i, item) for i, item in enumerate(items)]
+                if (stopped := next((b for b in blank if isinstance(b, Release)), None)) is not None:
+                    return self._blocked(stopped.key, stopped)
             data = {**data, "response": {**data["response"], "output": blank}}
             self._response = data["response"]
         elif kind == "response.output_item.added" and isinstance(data.get("item"), dict):
-            data = {**data, "item": self._blank_item(data["item"])}
-            self._items[_int(data.get("output_index"))] = copy.deepcopy(data["item"])
+            opened = await self._opened(_int(data.get("output_index")), data["item"])
+            if isinstance(opened, Release):
+                return self._blocked(opened.key, opened)
+            data = {**data, "item": opened}
+            self._items[_int(data.get("output_index"))] = copy.deepcopy(opened)
         elif kind in ("response.content_part.added", "response.reasoning_summary_part.added"):
             if isinstance(data.get("part"), dict):
-                data = {**data, "part": self._blank_part(kind, data["part"])}
+                data = {**data, "part": self._blank_part(kind, data)}
             self._add_part(kind, data)
         elif kind in ("response.content_part.done", "response.reasoning_summary_part.done"):
             return await self._settle_part(kind, data)
@@ -158,56 +171,88 @@ class ResponseStream:
 
     # --- settling whole texts ---------------------------------------------------------------------------
 
-    async def _settled(self, key: Key, text: str) -> str | Release:
+    async def _settled(self, key: Key, text: str, at: ItemText) -> str | Release:
         """The released text of lane ``key`` (screening ``text`` now when no delta carried it)."""
-        if not self._screens(key[1]):
+        if not self._screens(at.row.label):
             return text
+        if at.json:
+            release = await self._whole(key, text)
+            return release if release.blocked else self._screener.released(key)
         if not self._screener.holds(key) and text:
             await self._screener.push(key, text)
         release = await self._screener.finish(key)
         return release if release.blocked else self._screener.released(key)
 
+    async def _whole(self, key: Key, text: str) -> Release:
+        """Screen a JSON lane decoded, once whole (its held deltas, else ``text``); re-encoded if redacted."""
+        held = self._held.pop(key, None)
+        if held is None and self._screener.holds(key):
+            return await self._screener.finish(key)  # settled before: the lane is closed
+        doc = read_json_text("".join(held) if held is not None else text)
+        return await self._screener.screen_whole(key, doc.texts, lambda s: doc.rebuild(s.redacted_texts()))
+
     async def _settle_part(self, kind: str, data: dict[str, Any]) -> Step:
         part = data.get("part")
-        field = "summary" if "summary" in kind else None
-        index = data.get("summary_index" if field else "content_index")
+        attr = "summary" if "summary" in kind else "content"
+        index = data.get("summary_index" if attr == "summary" else "content_index")
         if isinstance(part, dict):
             part = copy.deepcopy(part)
-            for name, path in _part_texts(part, field):
-                settled = await self._settled(
-                    (_int(data.get("output_index")), name, _int(index)), get_at(part, path)
-                )
+            for at in part_texts(self._item_type(data, part), attr, part):
+                key = (_int(data.get("output_index")), at.lane, _int(index))
+                settled = await self._settled(key, text_at(part, at), at)
                 if isinstance(settled, Release):
                     return self._blocked(settled.key, settled)
-                set_at(part, path, settled)
+                put_at(part, at, settled)
             data = {**data, "part": part}
         return Step((self._frame(data),))
 
     async def _settle_item(self, index: int, item: dict[str, Any]) -> dict[str, Any] | Release:
         item = copy.deepcopy(item)
-        for (name, sub), path in _item_texts(item):
-            settled = await self._settled((index, name, sub), get_at(item, path))
+        for at in item_texts(item):
+            settled = await self._settled((index, at.lane, at.sub), text_at(item, at), at)
             if isinstance(settled, Release):
                 return settled
-            set_at(item, path, settled)
+            put_at(item, at, settled)
         return item
 
-    def _blank_item(self, item: dict[str, Any]) -> dict[str, Any]:
+    async def _opened(self, index: int, item: dict[str, Any]) -> dict[str, Any] | Release:
+        """An item as first announced: streamed texts blanked (their deltas follow), the rest screened now."""
         item = copy.deepcopy(item)
-        for (name, _), path in _item_texts(item):
-            if self._screens(name):
-                set_at(item, path, "")
+        for at in item_texts(item):
+            if at.streamed and self._screens(at.row.label):
+                put_at(item, at, "")
+            elif at.streamed or not text_at(item, at):
+                continue  # not screened by this policy, or empty (its whole text comes with .done)
+            else:  # arrives whole here (a tool name, an MCP output): screen it before it goes out
+                settled = await self._settled((index, at.lane, at.sub), text_at(item, at), at)
+                if isinstance(settled, Release):
+                    return settled
+                put_at(item, at, settled)
         return item
 
-    def _blank_part(self, kind: str, part: dict[str, Any]) -> dict[str, Any]:
-        part = copy.deepcopy(part)
-        for name, path in _part_texts(part, "summary" if "summary" in kind else None):
-            if self._screens(name):
-                set_at(part, path, "")
+    def _blank_part(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        part: dict[str, Any] = copy.deepcopy(data["part"])
+        attr = "summary" if "summary" in kind else "content"
+        for at in part_texts(self._item_type(data, part), attr, part):
+            if self._screens(at.row.label):
+                put_at(part, at, "")
         return part
+
+    def _item_type(self, data: dict[str, Any], part: dict[str, Any]) -> str:
+        """The type of the item a part belongs to (as announced; guessed from the part when unknown)."""
+        item = self._items.get(_int(data.get("output_index")))
+        known = item.get("type") if item is not None else None
+        if isinstance(known, str):
+            return known
+        return "reasoning" if part.get("type") in ("reasoning_text", "summary_text") else "message"
 
     async def _release_all(self) -> Step:
         step = Step()
+        for key in list(self._held):
+            release = await self._whole(key, "")
+            step += Step((self._delta_frame(key, release.text),)) if release.text else Step()
+            if release.blocked:
+                return step + self._blocked(key, release)
         for release in await self._screener.finish_all():
             step += Step((self._delta_frame(release.key, release.text),)) if release.text else Step()
             if release.blocked:
@@ -220,10 +265,7 @@ class ResponseStream:
         """End the response: ``response.incomplete`` (content_filter), or an error when failed closed."""
         if release.failed_closed:
             self.outcome = "classifier_unavailable"
-            message = (
-                "The content classifier is unavailable and this tenant's policy fails closed; retry later."
-            )
-            return Step((self.error(message, "classifier_unavailable"),), stop=True)
+            return Step((self.error(FAIL_CLOSED_MESSAGE, "classifier_unavailable"),), stop=True)
         self.outcome = "blocked"
         # The refusal text joins an output_text part only: in tool-call arguments it would break the JSON.
         textual = isinstance(key, tuple) and key[1] == "text"
@@ -243,9 +285,9 @@ class ResponseStream:
         output = []
         for index in sorted(self._items):
             item = copy.deepcopy(self._items[index])
-            for (name, sub), path in _item_texts(item):
-                key = (index, name, sub)
-                set_at(item, path, self._screener.released(key) + (refusal if key == blocked else ""))
+            for at in item_texts(item):
+                key = (index, at.lane, at.sub)
+                put_at(item, at, self._screener.released(key) + (refusal if key == blocked else ""))
             if item.get("status") == "in_progress":
                 item["status"] = "incomplete"
             output.append(item)
@@ -276,44 +318,12 @@ class ResponseStream:
         return self._frame({"type": "error", "code": code, "message": message, "param": None})
 
     def _key(self, family: str, data: dict[str, Any]) -> Key:
-        field, index, _ = _LANES[family]
-        return (_int(data.get("output_index")), field, _int(data.get(index)) if index else None)
+        lane = lanes()[family]
+        index = lane.index
+        return (_int(data.get("output_index")), lane.lane, _int(data.get(index)) if index else None)
 
-    def _screens(self, field: str) -> bool:
-        return self._screen_tools if field in _TOOL_FIELDS else self._screen_text
-
-
-def _item_texts(item: dict[str, Any]) -> list[tuple[tuple[str, int | None], Path]]:
-    """The screened strings of an output item: (lane field, sub-index) and their path in the item."""
-    kind = item.get("type")
-    found: list[tuple[tuple[str, int | None], Path]] = []
-    if kind in ("message", "reasoning"):
-        for j, part in _parts(item.get("content")):
-            found += [((name, j), ("content", j, *path)) for name, path in _part_texts(part, None)]
-    if kind == "reasoning":
-        for j, part in _parts(item.get("summary")):
-            found += [((name, j), ("summary", j, *path)) for name, path in _part_texts(part, "summary")]
-    attr = {"function_call": "arguments", "mcp_call": "arguments", "custom_tool_call": "input"}.get(str(kind))
-    attr = attr or ("code" if kind == "code_interpreter_call" else None)
-    if attr and isinstance(item.get(attr), str):
-        found.append(((attr, None), (attr,)))
-    return found
-
-
-def _part_texts(part: dict[str, Any], field: str | None) -> list[tuple[str, Path]]:
-    """The screened strings of one content or summary part: lane field and path in the part."""
-    kind = part.get("type")
-    if field == "summary" or kind == "summary_text":
-        return [("summary", ("text",))] if isinstance(part.get("text"), str) else []
-    if kind == "refusal" and isinstance(part.get("refusal"), str):
-        return [("refusal", ("refusal",))]
-    if kind in ("output_text", "reasoning_text") and isinstance(part.get("text"), str):
-        return [("text" if kind == "output_text" else "reasoning", ("text",))]
-    return []
-
-
-def _parts(value: Any) -> list[tuple[int, dict[str, Any]]]:
-    return [(j, p) for j, p in enumerate(value) if isinstance(p, dict)] if isinstance(value, list) else []
+    def _screens(self, label: str) -> bool:
+        return screens(label, text=self._screen_text, tools=self._screen_tools)
 
 
 def _int(value: Any) -> int:

@@ -1,19 +1,18 @@
-"""Server-sent events in and out: decode the upstream's event stream, encode the frames we send.
+"""Server-sent events out: the frames we send, and the JSON an upstream event carries.
 
-Decoding is httpx-sse's: it reads ``response.aiter_text()``, whose incremental UTF-8 decoder keeps a
-character split across network reads whole, and its line decoder follows the SSE spec (CR, LF, CRLF),
-so a chunk boundary can never cut an event or a character in two.
+Reading the upstream's event stream (httpx) is ``upstream.events``: this module imports no HTTP client, so
+the stream dialects that use it stay importable without one (issue 12).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import anyio
-import httpx
-from httpx_sse import EventSource, ServerSentEvent
+if TYPE_CHECKING:
+    import httpx
+    from httpx_sse import ServerSentEvent
 
 DONE = b"data: [DONE]\n\n"
 
@@ -22,37 +21,10 @@ class StreamBroken(Exception):
     """The upstream's event stream cannot be relayed further (invalid JSON, unexpected shape)."""
 
 
-class StreamStalled(httpx.ReadTimeout):
-    """No complete event arrived within the idle limit (a timeout, whatever bytes did arrive)."""
-
-
 def is_event_stream(response: httpx.Response) -> bool:
     """True when the upstream answered with ``text/event-stream``."""
     media_type = str(response.headers.get("content-type", "")).partition(";")[0].strip().lower()
     return media_type == "text/event-stream"
-
-
-async def events(
-    response: httpx.Response, *, idle_s: float | None = None
-) -> AsyncGenerator[ServerSentEvent, None]:
-    """The events of an upstream ``text/event-stream`` response, as they arrive.
-
-    ``idle_s`` bounds the wait for each next event. The transport's read timeout does not: an upstream
-    that trickles a byte at a time, or sends only comments, never trips it.
-    """
-    source = EventSource(response).aiter_sse()
-    try:
-        while True:
-            with anyio.move_on_after(idle_s) as waited:
-                try:
-                    event = await anext(source)
-                except StopAsyncIteration:
-                    return
-            if waited.cancelled_caught:
-                raise StreamStalled(f"The upstream sent no complete event for {idle_s:g}s.")
-            yield event
-    finally:
-        await source.aclose()
 
 
 def json_of(event: ServerSentEvent) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 The proxy talks to every upstream through httpx, so a tenant with ``provider: litellm`` gets a client whose
 transport is ``LiteLLMTransport``: screening, audit and streaming code stay unchanged, and Anthropic,
-Bedrock, Vertex, Azure … answer in OpenAI's wire format (JSON, or SSE for ``stream: true``).
+Bedrock, Vertex, Azure … answer in OpenAI's wire format (JSON, or SSE for ``stream: true``). Anthropic's
+Messages API (``/v1/messages``) goes through ``litellm.anthropic_messages`` and answers in Anthropic's format.
 litellm is imported on first use, off the event loop (it takes seconds), never at import time.
 """
 
@@ -43,14 +44,27 @@ _PARAMS: dict[str, frozenset[str]] = {
         }
     ),
     "embeddings": frozenset({"input", "dimensions", "encoding_format", "user"}),
+    # Anthropic's Messages API (POST /v1/messages): litellm translates it for any provider.
+    "messages": frozenset(
+        {
+            "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
+            "thinking", "tool_choice", "tools", "top_k", "top_p", "container", "service_tier",
+        }
+    ),
 }  # fmt: skip
 _FUNCTIONS = {
     "chat.completions": "acompletion",
     "completions": "atext_completion",
     "embeddings": "aembedding",
+    "messages": "anthropic_messages",
 }
-_PATHS = {"chat/completions": "chat.completions", "completions": "completions", "embeddings": "embeddings"}
-_STREAMABLE = frozenset({"chat.completions", "completions"})
+_PATHS = {
+    "chat/completions": "chat.completions",
+    "completions": "completions",
+    "embeddings": "embeddings",
+    "messages": "messages",
+}
+_STREAMABLE = frozenset({"chat.completions", "completions", "messages"})
 
 
 class Refused(Exception):
@@ -174,6 +188,8 @@ def _dump(result: Any, endpoint: str, *, chunk: bool = False) -> dict[str, Any]:
     """An OpenAI-format body from a litellm response object (a whole response, or one streamed chunk)."""
     # Chunks drop litellm's null placeholders (OpenAI sends deltas sparse); whole bodies keep them, as
     # OpenAI's schema requires keys such as ``message.content`` even when null.
+    if isinstance(result, dict):  # Messages API answers come back as Anthropic-shaped dicts
+        return result
     data: dict[str, Any] = result.model_dump(exclude_none=chunk)
     if endpoint == "completions":
         for choice in data.get("choices") or []:
@@ -203,16 +219,21 @@ class _SseStream(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self._first:
-            yield _event(_dump(chunk, self._endpoint, chunk=True))
+            yield self._frame(chunk)
         try:
             async for chunk in self._rest:
-                yield _event(_dump(chunk, self._endpoint, chunk=True))
+                yield self._frame(chunk)
         except Exception as exc:
             # Headers are sent: a failure now reads, to the proxy, like a dropped connection.
             raise httpx.ReadError(
                 f"litellm stream failed ({type(exc).__name__})", request=self._request
             ) from None
-        yield b"data: [DONE]\n\n"
+        if self._endpoint != "messages":  # Anthropic streams end with their own message_stop event
+            yield b"data: [DONE]\n\n"
+
+    def _frame(self, chunk: Any) -> bytes:
+        """One SSE frame; litellm streams Messages API answers as Anthropic's SSE bytes already."""
+        return chunk if isinstance(chunk, bytes) else _event(_dump(chunk, self._endpoint, chunk=True))
 
     async def aclose(self) -> None:
         """Stop litellm's stream (closes the provider connection when the client went away)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +19,11 @@ import httpx
 
 from crest_proxy.errors import UpstreamError, UpstreamTimeoutError
 from crest_proxy.policy.model import LiteLLMUpstream, Policy
+from crest_proxy.settings import ServerSettings
+from crest_proxy.upstream.masking import masked
 
+MAX_ANSWER_BYTES = ServerSettings.max_upstream_body_bytes
+_log = logging.getLogger("crest_proxy.upstream")
 LITELLM_BASE_URL = "http://litellm.invalid/v1/"  # never resolved (RFC 6761): the transport answers
 UPSTREAM_LIMITS = httpx.Limits(max_connections=200, keepalive_expiry=5.0)  # per upstream
 
@@ -134,11 +139,27 @@ def _key(policy: Policy, model_secrets: ModelSecrets) -> _ClientKey:
 
 def map_transport_error(exc: httpx.HTTPError) -> UpstreamError:
     """The OpenAI-style error for a failed upstream exchange (never leaks headers or keys)."""
+    _log_cause(exc)
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeoutError(f"The upstream did not answer in time ({type(exc).__name__}).")
     if isinstance(exc, httpx.ConnectError):
         return UpstreamError("The upstream could not be reached (connection failed).")
     return UpstreamError(f"The upstream exchange failed ({type(exc).__name__}).")
+
+
+def _log_cause(exc: httpx.HTTPError) -> None:
+    """Tell the operator which upstream failed and how (host and error classes only: no URL, no headers).
+
+    The client only sees "could not be reached"; without this line a DNS failure, a refused port and a
+    TLS error look alike in the logs (issue 17).
+    """
+    try:
+        host = f"{exc.request.url.host}:{exc.request.url.port or exc.request.url.scheme}"
+    except RuntimeError:  # an error raised before a request existed
+        host = "?"
+    cause = exc.__cause__ or exc.__context__
+    detail = f" caused by {type(cause).__module__}.{type(cause).__name__}" if cause is not None else ""
+    _log.warning("upstream %s failed: %s%s", host, type(exc).__name__, detail)
 
 
 async def post_json(
@@ -148,26 +169,69 @@ async def post_json(
     headers: Mapping[str, str],
     *,
     total_s: float,
+    max_bytes: int = MAX_ANSWER_BYTES,
 ) -> httpx.Response:
-    """POST JSON upstream and read the whole answer within ``total_s``; failures become ``UpstreamError``."""
-    try:
-        return await asyncio.wait_for(client.post(path, json=body, headers=dict(headers)), total_s)
-    except asyncio.TimeoutError as exc:
-        raise UpstreamTimeoutError(f"The upstream did not finish answering within {total_s:g}s.") from exc
-    except httpx.HTTPError as exc:
-        raise map_transport_error(exc) from exc
+    """POST JSON upstream and read the whole answer (at most ``max_bytes``) within ``total_s``.
+
+    Failures become ``UpstreamError``; the answer comes back with the tenant's upstream key masked.
+    """
+    request = client.build_request("POST", path, json=body, headers=dict(headers))
+    return await _exchange(client, request, total_s=total_s, max_bytes=max_bytes)
 
 
 async def get(
-    client: httpx.AsyncClient, path: str, headers: Mapping[str, str], *, total_s: float
+    client: httpx.AsyncClient,
+    path: str,
+    headers: Mapping[str, str],
+    *,
+    total_s: float,
+    max_bytes: int = MAX_ANSWER_BYTES,
 ) -> httpx.Response:
-    """GET from the upstream within ``total_s``; transport failures become ``UpstreamError``."""
+    """GET from the upstream within ``total_s``, like ``post_json``."""
+    request = client.build_request("GET", path, headers=dict(headers))
+    return await _exchange(client, request, total_s=total_s, max_bytes=max_bytes)
+
+
+async def _exchange(
+    client: httpx.AsyncClient, request: httpx.Request, *, total_s: float, max_bytes: int
+) -> httpx.Response:
     try:
-        return await asyncio.wait_for(client.get(path, headers=dict(headers)), total_s)
+        return await asyncio.wait_for(_read_capped(client, request, max_bytes), total_s)
     except asyncio.TimeoutError as exc:
         raise UpstreamTimeoutError(f"The upstream did not finish answering within {total_s:g}s.") from exc
     except httpx.HTTPError as exc:
         raise map_transport_error(exc) from exc
+
+
+async def _read_capped(client: httpx.AsyncClient, request: httpx.Request, max_bytes: int) -> httpx.Response:
+    """The whole answer, refused (502 ``upstream_too_large``) as soon as it grows past ``max_bytes``."""
+    return await read_answer(await client.send(request, stream=True), max_bytes)
+
+
+async def read_answer(response: httpx.Response, max_bytes: int = MAX_ANSWER_BYTES) -> httpx.Response:
+    """Read an opened (streamed) answer whole, at most ``max_bytes``, into a copy with the key masked."""
+    try:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise too_large(f"declares {int(declared)} bytes", max_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():  # decoded: a compressed bomb is counted as it expands
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large(f"is over {max_bytes} bytes", max_bytes)
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    return masked(response, b"".join(chunks))
+
+
+def too_large(what: str, limit: int) -> UpstreamError:
+    """The 502 for an upstream answer (or stream event) past its size limit."""
+    return UpstreamError(
+        f"The upstream's answer {what}, past this gateway's limit of {limit} bytes.",
+        code="upstream_too_large",
+    )
 
 
 @asynccontextmanager

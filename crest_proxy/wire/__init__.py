@@ -6,7 +6,7 @@ Plain dicts in, plain dicts out: nothing here imports starlette, httpx or torch.
 from __future__ import annotations
 
 from crest_proxy.wire.bodies import block_response, chat_chunk, error_body, error_body_for, refusal_response
-from crest_proxy.wire.extract import request_texts, response_texts
+from crest_proxy.wire.extract import field_texts, request_texts, response_texts, token_inputs
 from crest_proxy.wire.slots import (
     ENDPOINTS,
     Endpoint,
@@ -28,10 +28,12 @@ __all__ = [
     "choice_index",
     "error_body",
     "error_body_for",
+    "field_texts",
     "path_param",
     "refusal_response",
     "replace_texts",
     "request_texts",
     "response_texts",
+    "token_inputs",
     "validate_request",
 ]

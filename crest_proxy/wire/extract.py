@@ -1,199 +1,177 @@
-"""Every string a model will read (requests) and every string it wrote (responses), as ``TextSlot``s.
+"""Every text a model will read (requests) and every text it wrote (responses), as ``TextSlot``s.
 
-Images, audio, files and token-id arrays are never returned: they cannot be screened as text and are passed
-through untouched. Any content part carrying a string ``text`` is screened whatever its ``type``, so a
-vendor part type we have not heard of cannot smuggle text past the guard.
+Which fields those are is the endpoint registry's business (``crest_proxy.endpoints``); this module walks
+its rows over a body. A ``json`` field yields one slot per key and string value of the decoded document
+(the raw string when it is not JSON); a ``schema`` field one per prose string and property name. Images,
+audio and files are never returned: they cannot be screened as text and pass through untouched. Token-id
+inputs are found by ``token_inputs`` (the policy decides whether they may pass unread).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import functools
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from crest_proxy.wire.slots import JsonPath, TextSlot, check_endpoint
+from crest_proxy import endpoints
+from crest_proxy.endpoints import ITEM_ROLE, TextField
+from crest_proxy.types import Direction
+from crest_proxy.wire import structured
+from crest_proxy.wire.patterns import JsonPath, Match, compile_pattern, find, find_all
+from crest_proxy.wire.slots import TextSlot
 
 Slots = Iterator[TextSlot]
 
 
 def request_texts(endpoint: str, body: Mapping[str, Any]) -> list[TextSlot]:
     """The texts of a request body that the model will read, in body order."""
-    check_endpoint(endpoint)
-    if not isinstance(body, Mapping):
-        return []
-    return list(_REQUEST[endpoint](body))
+    return _texts(*_text_rows(endpoint, Direction.INBOUND), body)
 
 
 def response_texts(endpoint: str, body: Mapping[str, Any]) -> list[TextSlot]:
     """The texts of a non-streaming response body that the model wrote, in body order."""
-    check_endpoint(endpoint)
+    return _texts(*_text_rows(endpoint, Direction.OUTBOUND), body)
+
+
+@functools.lru_cache(maxsize=64)
+def _text_rows(endpoint: str, direction: Direction) -> tuple[tuple[TextField, ...], tuple[str, ...]]:
+    """The rows holding text (not token ids) of one endpoint and direction, and their patterns."""
+    rows = tuple(row for row in endpoints.fields(endpoint, direction) if row.kind != "tokens")
+    return rows, tuple(row.path for row in rows)
+
+
+def field_texts(row: TextField, body: Any) -> list[TextSlot]:
+    """The texts one registry row finds in ``body`` (a body, or a chunk for streamed rows)."""
+    return [slot for match in find(body, row.path) for slot in _slots(row, match)]
+
+
+def token_inputs(endpoint: str, body: Mapping[str, Any]) -> list[JsonPath]:
+    """Where a request carries token ids (arrays of integers) the classifier cannot read."""
+    rows = [r for r in endpoints.fields(endpoint, Direction.INBOUND) if r.kind == "tokens"]
     if not isinstance(body, Mapping):
         return []
-    return list(_RESPONSE[endpoint](body))
+    return [m.path for row in rows for m in find(body, row.path) if _is_tokens(m.value)]
 
 
-def _string(value: Any, path: JsonPath, role: str | None, kind: str) -> Slots:
-    if isinstance(value, str):
-        yield TextSlot(path, value, role, kind)
+def misplaced(
+    endpoint: str, body: Mapping[str, Any], direction: Direction = Direction.INBOUND
+) -> list[JsonPath]:
+    """Places of a request (or, outbound, an answer) where text belongs but something else sits, unread.
+
+    An array or object at a ``text`` place (``"description": ["…"]``) would reach the model unscreened,
+    so the request is refused instead (``wire.validate``). A container is fine where a deeper row reads
+    into it (``content`` as an array of parts), a value another row of the same path takes (a prompt as
+    token ids) too; numbers and booleans carry no words.
+    """
+    rows = endpoints.fields(endpoint, direction)
+    if not isinstance(body, Mapping):
+        return []
+    matches = find_all(body, _patterns(rows))
+    found = [(row, m) for row in rows for m in matches.get(row.path, ()) if isinstance(m.value, (dict, list))]
+    return [m.path for row, m in found if not _readable(rows, row, m.value)]
 
 
-def _items(value: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    # Positions are kept even when an entry is skipped, so paths always point into the original body.
-    if isinstance(value, list):
-        yield from ((i, item) for i, item in enumerate(value) if isinstance(item, Mapping))
+def _readable(rows: tuple[TextField, ...], row: TextField, value: Any) -> bool:
+    """Whether a container at ``row``'s place is read (a row of that path takes it, or one reads into it)."""
+    # A deeper row reads into an array when its next step is one over elements, into an object otherwise.
+    deeper = (row.path + "[",) if isinstance(value, list) else (row.path + ".", row.path + "{")
+    return any(
+        (other.path == row.path and _takes(other, value)) or other.path.startswith(deeper) for other in rows
+    )
 
 
-def _role(message: Mapping[str, Any], default: str | None = None) -> str | None:
-    role = message.get("role", default)
-    return role if isinstance(role, str) else default
+def _takes(row: TextField, value: Any) -> bool:
+    if row.kind in ("schema", "json"):
+        return isinstance(value, Mapping)  # a schema, or JSON given decoded
+    return row.kind == "tokens" and _is_tokens(value)
 
 
-# --- content (chat messages, Responses messages, tool outputs) ---------------------------------------
+def _texts(rows: tuple[TextField, ...], patterns: tuple[str, ...], body: Mapping[str, Any]) -> list[TextSlot]:
+    if not isinstance(body, Mapping):
+        return []
+    matches = find_all(body, patterns)
+    found = [
+        (row, slot) for row in rows for match in matches.get(row.path, ()) for slot in _slots(row, match)
+    ]
+    return _in_body_order(found)
 
 
-def _content(value: Any, path: JsonPath, role: str | None, kind: str) -> Slots:
-    """A string, or an array of parts whose text (and refusal) strings are screened."""
-    if isinstance(value, str):
-        yield TextSlot(path, value, role, kind)
+def _in_body_order(found: list[tuple[TextField, TextSlot]]) -> list[TextSlot]:
+    """Slots ordered as the model reads them: by top-level field, then message/item/part position.
+
+    Only the positions the row's own pattern steps through count (not those inside a schema or decoded
+    JSON), and the sort is stable, so the texts of one message keep registry order.
+    """
+    tops: dict[str | int, int] = {}
+    for _, slot in found:
+        tops.setdefault(slot.path[0], len(tops))
+
+    def position(item: tuple[TextField, TextSlot]) -> tuple[int, tuple[int, ...]]:
+        row, slot = item
+        ints = tuple(k for k in slot.path if type(k) is int)[: _array_steps(row.path)]
+        return tops[slot.path[0]], ints
+
+    return [slot for _, slot in sorted(found, key=position)]
+
+
+@functools.lru_cache(maxsize=64)
+def _patterns(rows: tuple[TextField, ...]) -> tuple[str, ...]:
+    return tuple(row.path for row in rows)
+
+
+@functools.lru_cache(maxsize=1024)
+def _array_steps(pattern: str) -> int:
+    return sum(1 for step in compile_pattern(pattern) if step.each)
+
+
+def _slots(row: TextField, match: Match) -> Slots:
+    role = _role(row, match.item)
+    value, path = match.value, match.path
+    if row.kind == "schema":
+        yield from _embedded(row, structured.schema_strings(value, ()), value, path, role)
+    elif isinstance(value, Mapping) and row.kind == "json":  # JSON already decoded (Anthropic tool input)
+        yield from _embedded(row, structured.object_strings(value), value, path, role)
+    elif isinstance(value, str) and row.kind == "json":
+        yield from _json(row, value, path, role)
+    elif isinstance(value, str) and row.kind == "text":
+        yield TextSlot(path, value, role, row.label, field=row.id)
+
+
+def _json(row: TextField, value: str, path: JsonPath, role: str | None) -> Slots:
+    doc = structured.decode(value)
+    if doc is None:  # not JSON: the model reads it as text, and so do we
+        yield TextSlot(path, value, role, row.label, field=row.id)
         return
-    for j, part in _items(value):
-        yield from _string(part.get("text"), (*path, j, "text"), role, kind)
-        yield from _string(part.get("refusal"), (*path, j, "refusal"), role, "refusal")
+    for inner, text, key in structured.strings(doc):
+        yield TextSlot(path, text, role, row.label, inner=inner, key=key, field=row.id)
 
 
-def _call_arguments(message: Mapping[str, Any], base: JsonPath, role: str | None) -> Slots:
-    """Chat ``tool_calls`` (function arguments, custom tool input) and legacy ``function_call``."""
-    for k, call in _items(message.get("tool_calls")):
-        function, custom = call.get("function"), call.get("custom")
-        if isinstance(function, Mapping):
-            path = (*base, "tool_calls", k, "function", "arguments")
-            yield from _string(function.get("arguments"), path, role, "tool_arguments")
-        if isinstance(custom, Mapping):
-            path = (*base, "tool_calls", k, "custom", "input")
-            yield from _string(custom.get("input"), path, role, "tool_arguments")
-    legacy = message.get("function_call")
-    if isinstance(legacy, Mapping):
-        path = (*base, "function_call", "arguments")
-        yield from _string(legacy.get("arguments"), path, role, "tool_arguments")
+def _embedded(
+    row: TextField, found: Iterator[tuple[JsonPath, bool]], value: Any, path: JsonPath, role: str | None
+) -> Slots:
+    """Slots for the strings inside an object of the body (a schema, decoded JSON): keys are renamed."""
+    for where, is_key in found:
+        text = where[-1] if is_key else _at(value, where)
+        if isinstance(text, str):
+            yield TextSlot((*path, *where), text, role, row.label, key=is_key, field=row.id)
 
 
-def _chat_message(message: Mapping[str, Any], base: JsonPath, role: str | None) -> Slots:
-    yield from _content(message.get("content"), (*base, "content"), role, "content")
-    yield from _string(message.get("refusal"), (*base, "refusal"), role, "refusal")
-    # ``reasoning_content`` is not OpenAI's, but LiteLLM and several OpenAI-compatible servers return it
-    # (and clients send it back in history); it is model-written text the client sees.
-    yield from _string(message.get("reasoning_content"), (*base, "reasoning_content"), role, "reasoning")
-    yield from _call_arguments(message, base, role)
+def _at(root: Any, path: JsonPath) -> Any:
+    for step in path:
+        root = root[step]
+    return root
 
 
-# --- requests ---------------------------------------------------------------------------------------
+def _role(row: TextField, item: Mapping[str, Any] | None) -> str | None:
+    if row.role != ITEM_ROLE:
+        return row.role
+    role = item.get("role") if item is not None else None
+    return role if isinstance(role, str) else row.default_role
 
 
-def _chat_request(body: Mapping[str, Any]) -> Slots:
-    for i, message in _items(body.get("messages")):
-        yield from _chat_message(message, ("messages", i), _role(message))
-
-
-def _completions_request(body: Mapping[str, Any]) -> Slots:
-    prompt = body.get("prompt")
-    yield from _string(prompt, ("prompt",), None, "prompt")
-    if isinstance(prompt, list):
-        for i, text in enumerate(prompt):
-            yield from _string(text, ("prompt", i), None, "prompt")
-
-
-def _embeddings_request(body: Mapping[str, Any]) -> Slots:
-    value = body.get("input")
-    yield from _string(value, ("input",), None, "input")
-    if isinstance(value, list):
-        for i, text in enumerate(value):
-            yield from _string(text, ("input", i), None, "input")
-
-
-def _responses_request(body: Mapping[str, Any]) -> Slots:
-    # ``instructions`` is documented as a developer message; string ``input`` as a user message.
-    yield from _string(body.get("instructions"), ("instructions",), "developer", "instructions")
-    yield from _string(body.get("input"), ("input",), "user", "input")
-    for i, item in _items(body.get("input")):
-        yield from _response_item(item, ("input", i), "content")
-
-
-# --- Responses API items (request ``input`` and response ``output``) ---------------------------------
-
-
-def _message_item(item: Mapping[str, Any], base: JsonPath, kind: str) -> Slots:
-    yield from _content(item.get("content"), (*base, "content"), _role(item), kind)
-
-
-def _function_call_item(item: Mapping[str, Any], base: JsonPath, kind: str) -> Slots:
-    yield from _string(item.get("arguments"), (*base, "arguments"), "assistant", "tool_arguments")
-
-
-def _custom_call_item(item: Mapping[str, Any], base: JsonPath, kind: str) -> Slots:
-    yield from _string(item.get("input"), (*base, "input"), "assistant", "tool_arguments")
-
-
-def _call_output_item(item: Mapping[str, Any], base: JsonPath, kind: str) -> Slots:
-    yield from _content(item.get("output"), (*base, "output"), "tool", "tool_output")
-
-
-def _reasoning_item(item: Mapping[str, Any], base: JsonPath, kind: str) -> Slots:
-    for j, part in _items(item.get("summary")):
-        yield from _string(part.get("text"), (*base, "summary", j, "text"), "assistant", "reasoning")
-
-
-ItemReader = Callable[[Mapping[str, Any], JsonPath, str], Slots]
-_ITEMS: dict[str, ItemReader] = {
-    "message": _message_item,
-    "function_call": _function_call_item,
-    "custom_tool_call": _custom_call_item,
-    "function_call_output": _call_output_item,
-    "custom_tool_call_output": _call_output_item,
-    "reasoning": _reasoning_item,
-}
-
-
-def _response_item(item: Mapping[str, Any], base: JsonPath, kind: str) -> Slots:
-    # Easy input messages ({"role": ..., "content": ...}) may leave out ``type``.
-    item_type = item.get("type", "message")
-    reader = _ITEMS.get(item_type) if isinstance(item_type, str) else None
-    if reader is not None:
-        yield from reader(item, base, kind)
-
-
-# --- responses ---------------------------------------------------------------------------------------
-
-
-def _chat_response(body: Mapping[str, Any]) -> Slots:
-    for k, choice in _items(body.get("choices")):
-        message = choice.get("message")
-        if isinstance(message, Mapping):
-            yield from _chat_message(message, ("choices", k, "message"), _role(message, "assistant"))
-
-
-def _completions_response(body: Mapping[str, Any]) -> Slots:
-    for k, choice in _items(body.get("choices")):
-        yield from _string(choice.get("text"), ("choices", k, "text"), None, "text")
-
-
-def _responses_response(body: Mapping[str, Any]) -> Slots:
-    for i, item in _items(body.get("output")):
-        yield from _response_item(item, ("output", i), "output_text")
-
-
-def _nothing(body: Mapping[str, Any]) -> Slots:
-    # Embedding vectors carry no text.
-    yield from ()
-
-
-_REQUEST: dict[str, Callable[[Mapping[str, Any]], Slots]] = {
-    "chat.completions": _chat_request,
-    "completions": _completions_request,
-    "responses": _responses_request,
-    "embeddings": _embeddings_request,
-}
-_RESPONSE: dict[str, Callable[[Mapping[str, Any]], Slots]] = {
-    "chat.completions": _chat_response,
-    "completions": _completions_response,
-    "responses": _responses_response,
-    "embeddings": _nothing,
-}
+def _is_tokens(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    )

@@ -4,36 +4,73 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, MutableMapping, MutableSequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
-Endpoint = Literal["chat.completions", "completions", "responses", "embeddings"]
-ENDPOINTS: tuple[str, ...] = ("chat.completions", "completions", "responses", "embeddings")
+from crest_proxy import endpoints
+from crest_proxy.wire import structured
+from crest_proxy.wire.patterns import JsonPath, pattern_of
 
-JsonPath = tuple[str | int, ...]
+__all__ = [
+    "ENDPOINTS",
+    "Endpoint",
+    "JsonPath",
+    "TextSlot",
+    "check_endpoint",
+    "choice_index",
+    "path_param",
+    "replace_texts",
+]
+
+# The registry's endpoints (``wire.Endpoint`` is the registry row type; names for the wire helpers).
+Endpoint = endpoints.Endpoint
+ENDPOINTS: tuple[str, ...] = tuple(e.name for e in endpoints.ENDPOINTS)
 
 
 @dataclass(frozen=True)
 class TextSlot:
-    """One string of a request or response body: its JSON path, the text, the speaker's role and its kind.
+    """One text of a request or response body: where it is, the text, the speaker's role and its label.
 
-    ``kind`` is one of: ``content`` (a message's content, whole or one text part), ``refusal``,
-    ``tool_arguments`` (tool/function call arguments or custom tool input), ``tool_output`` (Responses
-    tool results), ``reasoning`` (reasoning text a model wrote), ``prompt`` (legacy completions),
-    ``input`` (Responses string input, embeddings input), ``instructions``, ``text`` (legacy completion
-    output) and ``output_text`` (Responses output).
+    ``kind`` is the registry row's label (``content``, ``refusal``, ``tool_arguments``, ``tool_output``,
+    ``tool_definition``, ``schema``, ``reasoning``, ``name``, ``prompt``, ``input``, ``instructions``,
+    ``prediction``, ``text``). ``inner`` is set for a string inside a JSON-encoded string: its path in the
+    decoded document (``()``: the document is that string). ``key`` marks an object key (a JSON Schema
+    property name, a key inside decoded JSON): a redaction renames it. ``field`` is the registry row's id.
     """
 
     path: JsonPath
     text: str
     role: str | None
     kind: str
+    inner: tuple[int, ...] | None = None
+    key: bool = False
+    field: str = field(default="", compare=False)
+
+    @property
+    def group(self) -> JsonPath:
+        """The text this slot is read as part of (the guard screens a group's slots joined, issue 13).
+
+        A text part's group is the array of parts holding it (a model reads a message's parts as one
+        text); any other slot is its own. Each string inside a JSON-encoded field is its own text too: the
+        model reads quotes and separators between them, so two values never fuse into one word, and
+        joining them would make one unsafe value redact every key and value of the document. A split
+        across values is still seen by the guard's junction readings of neighbouring texts.
+        """
+        path = self.path
+        if self.inner is not None:
+            return (*path, "<json>", *self.inner)
+        if len(path) >= 3 and isinstance(path[-2], int) and path[-3] in _PART_ARRAYS:
+            return path[:-2]
+        return path
+
+
+# Arrays of content parts: message content, tool-call output parts, reasoning summary parts.
+_PART_ARRAYS = ("content", "output", "summary")
 
 
 def check_endpoint(endpoint: str) -> None:
-    """Raise ValueError for an endpoint name this module does not know."""
-    if endpoint not in ENDPOINTS:
-        raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {', '.join(ENDPOINTS)}")
+    """Raise ValueError for an endpoint name the registry does not know."""
+    endpoints.endpoint(endpoint)
 
 
 def choice_index(slot: TextSlot) -> int | None:
@@ -44,12 +81,59 @@ def choice_index(slot: TextSlot) -> int | None:
     return None
 
 
-def replace_texts(body: Mapping[str, Any], replacements: Mapping[JsonPath, str]) -> dict[str, Any]:
-    """A deep copy of ``body`` with the strings at the given paths replaced; everything else untouched."""
+def replace_texts(body: Mapping[str, Any], replacements: Mapping[Any, str]) -> dict[str, Any]:
+    """A deep copy of ``body`` with new texts put back; everything else untouched.
+
+    Keys are ``TextSlot``s (a JSON-encoded string is decoded, its changed strings replaced and re-encoded;
+    a ``key`` slot renames the key) or plain paths to strings.
+    """
     result = copy.deepcopy(dict(body))
-    for path, text in replacements.items():
-        _assign(result, path, text)
+    inner: dict[JsonPath, dict[tuple[int, ...], str]] = {}
+    renames: list[tuple[JsonPath, str]] = []
+    for where, text in replacements.items():
+        slot = where if isinstance(where, TextSlot) else TextSlot(tuple(where), "", None, "")
+        if slot.inner is not None:
+            inner.setdefault(slot.path, {})[slot.inner] = text
+        elif slot.key:
+            renames.append((slot.path, text))
+        else:
+            _assign(result, slot.path, text)
+    for path, changes in inner.items():
+        _assign(result, path, _reencoded(_string_at(result, path), changes))
+    # Deepest first, so a renamed property's own renamed children are still found by their old path.
+    for path, text in sorted(renames, key=lambda r: len(r[0]), reverse=True):
+        _rename(result, path, text)
+    for where in replacements:
+        _drop_token_details(result, where.path if isinstance(where, TextSlot) else tuple(where))
     return result
+
+
+def _drop_token_details(root: Any, path: JsonPath) -> None:
+    """Per-token logprobs around a replaced text spell out what it said (red team): they are dropped."""
+    node = root
+    for key in path:
+        if isinstance(node, dict) and "logprobs" in node:
+            node["logprobs"] = [] if isinstance(node["logprobs"], list) else None
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return
+
+
+def _reencoded(original: str, changes: Mapping[tuple[int, ...], str]) -> str:
+    doc = structured.decode(original)
+    if doc is None:
+        raise ValueError("a decoded-JSON slot points at a string that is not JSON")
+    return structured.encode(structured.replace(doc, changes))
+
+
+def _string_at(root: Any, path: JsonPath) -> str:
+    parent = root
+    for key in path:
+        parent = _child(parent, key, path)
+    if not isinstance(parent, str):
+        raise ValueError(f"no string at {path_param(path)}")
+    return parent
 
 
 def _assign(root: dict[str, Any], path: JsonPath, text: str) -> None:
@@ -61,6 +145,22 @@ def _assign(root: dict[str, Any], path: JsonPath, text: str) -> None:
     if not isinstance(_child(parent, path[-1], path), str):
         raise ValueError(f"no string at {path_param(path)}")
     parent[path[-1]] = text
+
+
+def _rename(root: dict[str, Any], path: JsonPath, text: str) -> None:
+    """Rename the object key at ``path`` to ``text``, keeping its place (and a free name)."""
+    parent: Any = root
+    for key in path[:-1]:
+        parent = _child(parent, key, path)
+    old = path[-1]
+    if not isinstance(parent, MutableMapping) or old not in parent:
+        raise ValueError(f"no key at {path_param(path)}")
+    new, n = text, 1
+    while new in parent and new != old:
+        new, n = f"{text}{n}", n + 1
+    items = [(new if k == old else k, v) for k, v in parent.items()]
+    parent.clear()
+    parent.update(items)
 
 
 def _child(container: Any, key: str | int, path: JsonPath) -> Any:
@@ -76,4 +176,4 @@ def _child(container: Any, key: str | int, path: JsonPath) -> Any:
 
 def path_param(path: JsonPath) -> str:
     """A path written the way OpenAI names a param, e.g. ``messages[2].content[0].text``."""
-    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path).lstrip(".")
+    return pattern_of(path)

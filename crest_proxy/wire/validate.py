@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from crest_proxy.errors import BadRequestError
-from crest_proxy.wire.slots import check_endpoint
+from crest_proxy.wire.extract import misplaced
+from crest_proxy.wire.slots import check_endpoint, path_param
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 _STRING_OR_PARTS = "one of a string or array of objects"
@@ -29,6 +30,19 @@ def validate_request(endpoint: str, body: Any) -> None:
     _check_stream(body)
     _check_n(body)
     _BODY[endpoint](body)
+    _check_text_places(endpoint, body)
+
+
+def _check_text_places(endpoint: str, body: Mapping[str, Any]) -> None:
+    """Every place the registry reads text from holds text (or what a row reads into): nothing unread."""
+    for path in misplaced(endpoint, body):
+        raise invalid_type(path_param(path), "a string", _value_at(body, path))
+
+
+def _value_at(body: Any, path: tuple[str | int, ...]) -> Any:
+    for key in path:
+        body = body[key]
+    return body
 
 
 # --- OpenAI-style errors -----------------------------------------------------------------------------

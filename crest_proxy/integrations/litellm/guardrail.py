@@ -26,15 +26,25 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from litellm.integrations.custom_guardrail import CustomGuardrail  # noqa: E402
 from litellm.types.guardrails import GuardrailEventHooks  # noqa: E402
 
-from crest_proxy import wire  # noqa: E402
+from crest_proxy import endpoints, wire  # noqa: E402
 from crest_proxy.audit.sink import AuditSink, JsonlAuditSink, MemoryAuditSink  # noqa: E402
 from crest_proxy.errors import ConfigError  # noqa: E402
+from crest_proxy.integrations.litellm.report import PROVIDER, event_of, report  # noqa: E402
 from crest_proxy.integrations.litellm.stream import ScreenedStream, StreamStopped  # noqa: E402
+from crest_proxy.integrations.litellm.violation import policy_violation  # noqa: E402
 from crest_proxy.policy.files import read_policy  # noqa: E402
 from crest_proxy.policy.model import Policy  # noqa: E402
-from crest_proxy.screening.guard import Guard, RequestContext, Screening, audit_record  # noqa: E402
+from crest_proxy.screening.decision import (  # noqa: E402
+    Answer,
+    Exchange,
+    Outcome,
+    Recorders,
+    StreamEnd,
+    decide,
+)
+from crest_proxy.screening.guard import Guard, RequestContext, Screening  # noqa: E402
 from crest_proxy.screening.holdback import StreamScreener  # noqa: E402
-from crest_proxy.server.endpoints import screened_slots  # noqa: E402
+from crest_proxy.screening.slots import replacements, screened_slots  # noqa: E402
 from crest_proxy.types import Action, Direction  # noqa: E402
 
 log = logging.getLogger("crest_proxy.litellm")
@@ -50,12 +60,6 @@ _CALL_TYPES = {
     "aembedding": "embeddings",
     "responses": "responses",
     "aresponses": "responses",
-}
-# A response object's ``object`` -> the wire endpoint whose texts it carries.
-_OBJECTS = {
-    "chat.completion": "chat.completions",
-    "text_completion": "completions",
-    "response": "responses",
 }
 
 
@@ -155,10 +159,10 @@ class CrestGuardrail(CustomGuardrail):
         if endpoint == "responses" and data.get("stream") is True:
             _refuse_responses_stream()
         slots = screened_slots(self.policy, Direction.INBOUND, wire.request_texts(endpoint, data))
-        screening = await self._screen(Direction.INBOUND, [s.text for s in slots])
-        await self._audit(screening, data, endpoint, upstream_status=None)
-        if screening.action is Action.BLOCK:
-            self._refuse(screening, data, endpoint)
+        screening = await self._screen(Direction.INBOUND, slots)
+        outcome = await self._decide(screening, data, endpoint)
+        if outcome.answer is not Answer.PROCEED:
+            self._refuse(outcome, screening, data)
         if screening.action is Action.REDACT:
             data.update(_replaced(data, slots, screening))
         return data
@@ -167,18 +171,19 @@ class CrestGuardrail(CustomGuardrail):
         self, data: dict[str, Any], user_api_key_dict: Any, response: Any
     ) -> Any:
         """Screen a whole (non-streaming) answer: replace blocked choices, redact, or pass it on."""
-        endpoint = _OBJECTS.get(str(getattr(response, "object", "")))
+        found = endpoints.by_object(getattr(response, "object", None))  # whose texts the answer carries
+        endpoint = found.name if found is not None else None
         if endpoint is None or not hasattr(response, "model_dump"):
             return response
         payload = response.model_dump()
         slots = screened_slots(self.policy, Direction.OUTBOUND, wire.response_texts(endpoint, payload))
-        screening = await self._screen(Direction.OUTBOUND, [s.text for s in slots])
-        await self._audit(screening, data, endpoint, upstream_status=200)
-        if screening.action is Action.BLOCK:
-            if screening.failed_closed:
-                raise _unavailable(screening)
+        screening = await self._screen(Direction.OUTBOUND, slots)
+        outcome = await self._decide(screening, data, endpoint, upstream=Exchange(200))
+        if outcome.answer is Answer.UNAVAILABLE:
+            raise _unavailable(outcome)
+        if outcome.answer is not Answer.PROCEED:
             # As the proxy answers: the choices become the policy's message, finish_reason content_filter.
-            return _rebuilt(response, wire.block_response(endpoint, payload, self.policy.block.message))
+            return _rebuilt(response, wire.block_response(endpoint, payload, outcome.message))
         if screening.action is Action.REDACT:
             return _rebuilt(response, {**payload, **_replaced(payload, slots, screening)})
         return response
@@ -198,29 +203,55 @@ class CrestGuardrail(CustomGuardrail):
             raise HTTPException(status_code=stopped.status, detail=stopped.error) from None
         finally:
             await _close(response)
-            extra = {"stream": True, **stream.audit_extra()}
-            await self._audit(
-                stream.summary(), request_data, stream.endpoint, upstream_status=200, extra=extra
+            await self._decide(
+                stream.summary(), request_data, stream.endpoint, upstream=Exchange(200), stream=stream.end()
             )
 
-    async def _screen(self, direction: Direction, texts: Sequence[str]) -> Screening:
+    async def _screen(self, direction: Direction, slots: Sequence[wire.TextSlot]) -> Screening:
         runtime = await self.runtime()
-        return await runtime.guard.screen(self.policy, direction, texts)
+        texts, groups = [s.text for s in slots], [s.group for s in slots]
+        return await runtime.guard.screen(self.policy, direction, texts, groups=groups)
 
-    async def _audit(
+    async def _decide(
         self,
         screening: Screening,
         data: Mapping[str, Any],
         endpoint: str,
         *,
-        upstream_status: int | None,
-        extra: dict[str, object] | None = None,
-    ) -> None:
+        upstream: Exchange | None = None,
+        stream: StreamEnd | None = None,
+    ) -> Outcome:
+        """The one decision path (audit record, client outcome); LiteLLM keeps its own metrics."""
         runtime = await self.runtime()
-        record = audit_record(
-            screening, self._context(data, endpoint), upstream_status=upstream_status, extra=extra
+        ctx = self._context(data, endpoint)
+        outcome = await decide(
+            screening, ctx, self.policy, Recorders(runtime.audit), upstream=upstream, stream=stream
         )
-        await runtime.audit.write(record)
+        self._report(screening, outcome, data, stream=stream is not None)
+        return outcome
+
+    def _report(self, screening: Screening, outcome: Outcome, data: Any, *, stream: bool) -> None:
+        """Fill LiteLLM's standard guardrail logging fields (spend logs, callbacks, Guardrails Monitor)."""
+        if not isinstance(data, dict):
+            return
+        fields = report(screening, outcome, stream=stream)
+        kwargs: dict[str, Any] = {
+            "guardrail_json_response": fields.response,
+            "request_data": data,
+            "guardrail_status": fields.status,
+            "duration": fields.duration_s,
+            "masked_entity_count": fields.masked_entity_count,
+            "guardrail_provider": PROVIDER,
+            "event_type": GuardrailEventHooks(event_of(screening.direction)),
+        }
+        add = self.add_standard_logging_guardrail_information_to_request_data
+        try:
+            try:
+                add(**kwargs, tracing_detail=fields.tracing_detail)  # type: ignore[arg-type]
+            except TypeError:  # releases before tracing_detail existed
+                add(**kwargs)
+        except Exception:  # LiteLLM's logging must never turn a decision into a failed request
+            log.warning("LiteLLM guardrail logging failed", exc_info=True)
 
     def _context(self, data: Mapping[str, Any], endpoint: str) -> RequestContext:
         model = data.get("model")
@@ -233,18 +264,14 @@ class CrestGuardrail(CustomGuardrail):
             extra={"via": "litellm", "guardrail": self.guardrail_name},
         )
 
-    def _refuse(self, screening: Screening, data: dict[str, Any], endpoint: str) -> NoReturn:
+    def _refuse(self, outcome: Outcome, screening: Screening, data: dict[str, Any]) -> NoReturn:
         """Raise what LiteLLM turns into a refusal: a 400 it counts as an intervention, or a refusal text."""
-        if screening.failed_closed:
-            raise _unavailable(screening)
-        block = self.policy.block
+        if outcome.answer is Answer.UNAVAILABLE:
+            raise _unavailable(outcome)
         detection = {"score": screening.score, "rules": list(screening.rules), "request_id": call_id(data)}
-        if block.style == "refusal" and endpoint != "embeddings":
-            self.raise_passthrough_exception(block.message, data, detection_info=detection)
-        from fastapi import HTTPException
-
-        detail = {"error": block.message, "code": "content_policy_violation", "crest": detection}
-        raise HTTPException(status_code=400, detail=detail)
+        if outcome.answer is Answer.REFUSE:
+            self.raise_passthrough_exception(outcome.message, data, detection_info=detection)
+        raise policy_violation(outcome.message, str(outcome.code), detection)
 
 
 def call_id(data: Mapping[str, Any]) -> str:
@@ -257,14 +284,10 @@ def _replaced(
     body: Mapping[str, Any], slots: Sequence[wire.TextSlot], screening: Screening
 ) -> dict[str, Any]:
     """The top-level fields of ``body`` holding redacted texts, rewritten (only those are copied)."""
-    replacements = {
-        s.path: new
-        for s, new, old in zip(slots, screening.redacted_texts(), screening.texts, strict=True)
-        if new != old
-    }
+    changed = replacements(slots, screening)
     # Copy only the fields that change: LiteLLM's request dict also holds loggers and raw requests.
-    fields = {str(path[0]) for path in replacements}
-    return wire.replace_texts({k: body[k] for k in fields}, replacements)
+    fields = {str(slot.path[0]) for slot in changed}
+    return wire.replace_texts({k: body[k] for k in fields}, changed)
 
 
 def _rebuilt(response: Any, payload: dict[str, Any]) -> Any:
@@ -284,15 +307,11 @@ def _refuse_responses_stream() -> NoReturn:
     raise HTTPException(status_code=400, detail={"error": message, "code": "unsupported_stream"})
 
 
-def _unavailable(screening: Screening) -> Exception:
+def _unavailable(outcome: Outcome) -> Exception:
     """The 503 (429 when overloaded) for a classifier failure under ``on_error: block``."""
     from fastapi import HTTPException
 
-    message = "The content classifier is unavailable and this policy fails closed; retry later."
-    code = "classifier_overloaded" if screening.overloaded else "classifier_unavailable"
-    return HTTPException(
-        status_code=429 if screening.overloaded else 503, detail={"error": message, "code": code}
-    )
+    return HTTPException(status_code=outcome.status, detail={"error": outcome.message, "code": outcome.code})
 
 
 async def _close(response: Any) -> None:

@@ -14,15 +14,13 @@ from typing import Any
 
 from httpx_sse import ServerSentEvent
 
+from crest_proxy import endpoints
 from crest_proxy.policy.model import Policy
+from crest_proxy.screening.decision import StreamEnd
 from crest_proxy.screening.guard import Screening
 from crest_proxy.screening.holdback import StreamScreener
-from crest_proxy.server.relay import choice_count
-from crest_proxy.streaming.choices import ChoiceStream
+from crest_proxy.streaming.choices import ChoiceStream, choice_count
 from crest_proxy.streaming.dialect import Step
-
-# A chunk's ``object`` -> the endpoint whose stream dialect it speaks.
-_OBJECTS = {"chat.completion.chunk": "chat.completions", "text_completion": "completions"}
 
 
 class StreamStopped(Exception):
@@ -50,7 +48,9 @@ class ScreenedStream:
         async for chunk in response:
             kind = kind or type(chunk)
             step = await self._feed(chunk)
-            for out in _chunks(step, kind):
+            # litellm's text-completion chunks always carry a usage object, so a chunk whose text is all
+            # held would go out with empty ``choices``; only the upstream's own usage chunk may (issue 16).
+            for out in _chunks(step, kind, empty_choices=not getattr(chunk, "choices", None)):
                 yield out
             if step.stop:
                 return
@@ -61,7 +61,8 @@ class ScreenedStream:
     async def _feed(self, chunk: Any) -> Step:
         data = chunk.model_dump(mode="json", exclude_none=True)
         if self._dialect is None:
-            endpoint = _OBJECTS.get(str(data.get("object")))
+            found = endpoints.by_object(data.get("object"), chunk=True)  # the stream dialect it speaks
+            endpoint = found.name if found is not None and found.stream == "choices" else None
             if endpoint is None:  # never relay what cannot be screened (e.g. Responses API events)
                 message = f"Streams of {data.get('object') or data.get('type')!r} cannot be screened."
                 raise StreamStopped({"message": message, "type": "server_error", "code": "unscreenable"}, 500)
@@ -74,20 +75,17 @@ class ScreenedStream:
         """Every window screened, as one outbound screening (for the audit record)."""
         return self._screener.summary()
 
-    def audit_extra(self) -> dict[str, object]:
-        """The streaming figures the proxy's own stream records carry."""
-        stats = self._screener.stats()
+    def end(self) -> StreamEnd:
+        """How the stream ended: the figures the proxy's own stream records carry."""
         outcome = self._dialect.outcome if self._dialect is not None else "completed"
-        return {
-            "outcome": outcome,
-            "stream_windows": stats.windows,
-            "max_holdback_chars": stats.max_holdback_chars,
-            "max_holdback_ms": stats.max_holdback_ms,
-        }
+        return StreamEnd(outcome=outcome, holdback=self._screener.stats())
 
 
-def _chunks(step: Step, kind: type) -> Iterator[Any]:
-    """The litellm chunks for the frames of one step; an error frame (fail closed) raises."""
+def _chunks(step: Step, kind: type, *, empty_choices: bool = True) -> Iterator[Any]:
+    """The litellm chunks for the frames of one step; an error frame (fail closed) raises.
+
+    ``empty_choices``: whether a chunk without choices may be sent (the upstream sent one itself).
+    """
     for frame in step.frames:
         data = "\n".join(
             line.removeprefix("data: ") for line in frame.decode().splitlines() if line.startswith("data: ")
@@ -97,4 +95,6 @@ def _chunks(step: Step, kind: type) -> Iterator[Any]:
         value = json.loads(data)
         if isinstance(value.get("error"), dict):
             raise StreamStopped(value["error"])
+        if value.get("choices") == [] and not empty_choices:
+            continue
         yield kind(**value)

@@ -1,0 +1,182 @@
+"""Text inside structure, read as the model reads it: JSON-encoded strings and JSON Schema objects.
+
+A JSON string (tool-call arguments, a tool's JSON output) is decoded and each key and string value is a
+text of its own, so an escape (``"Steps:\\nkaboom"``) or ``\\uXXXX`` cannot hide a word from the
+classifier. Objects are decoded as ordered key/value pairs, so duplicate keys (the model reads both) are
+all seen and re-encoding keeps the document's structure exactly; only replaced strings change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+InnerPath = tuple[int, ...]  # array index, or (pair index, 0 = key / 1 = value) inside an object
+
+# Schema keywords whose string values (or strings inside them) a model reads as prose.
+_PROSE = frozenset({"description", "title", "default", "const", "enum", "examples", "$comment"})
+# Keywords whose value maps names (read by the model) to sub-schemas.
+_NAMED = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+# Keywords whose strings are schema machinery, not prose. Every other string a schema holds (``pattern``,
+# ``format``, a vendor's ``x-note`` …) reaches the model with the tool definition, so it is read (red team).
+_STRUCTURAL = frozenset(
+    {"type", "$ref", "$schema", "$id", "$anchor", "$dynamicRef", "$dynamicAnchor", "required"}
+)
+
+
+class Pairs(list[list[Any]]):
+    """A decoded JSON object as its ``[key, value]`` pairs, in document order (duplicates kept)."""
+
+
+def decode(text: str) -> Any | None:
+    """The JSON document in ``text`` (objects as ``Pairs``), or None when ``text`` is not JSON."""
+    try:
+        return json.loads(text, object_pairs_hook=lambda pairs: Pairs([k, v] for k, v in pairs))
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder allows
+        return None
+
+
+def strings(doc: Any, inner: InnerPath = ()) -> Iterator[tuple[InnerPath, str, bool]]:
+    """Every key and string value of a decoded document: inner path, text, and whether it is a key."""
+    if isinstance(doc, str):
+        yield inner, doc, False
+    elif isinstance(doc, Pairs):
+        for i, (key, value) in enumerate(doc):
+            yield (*inner, i, 0), key, True
+            yield from strings(value, (*inner, i, 1))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            yield from strings(value, (*inner, i))
+
+
+def replace(doc: Any, replacements: Mapping[InnerPath, str]) -> Any:
+    """``doc`` with the strings at the given inner paths replaced (``doc`` is changed in place)."""
+    for inner, text in replacements.items():
+        if not inner:
+            return text
+        parent = doc
+        for step in inner[:-1]:
+            parent = parent[step]
+        owner = _at(doc, inner[:-2]) if len(inner) >= 2 else None
+        if inner[-1] == 0 and isinstance(owner, Pairs):  # a key: keep the object's keys distinct
+            text = _free_key(owner, text, parent)
+        parent[inner[-1]] = text
+    return doc
+
+
+def _at(doc: Any, inner: InnerPath) -> Any:
+    for step in inner:
+        doc = doc[step]
+    return doc
+
+
+def _free_key(owner: Pairs, text: str, pair: list[Any]) -> str:
+    """``text``, or ``text`` with a number added when another pair of the object already has that key."""
+    taken = {other[0] for other in owner if other is not pair}
+    new, n = text, 1
+    while new in taken:
+        new, n = f"{text}{n}", n + 1
+    return new
+
+
+def encode(doc: Any) -> str:
+    """``doc`` as JSON text (UTF-8 kept as is, pairs written as objects)."""
+    if isinstance(doc, Pairs):
+        return "{" + ", ".join(f"{encode(k)}: {encode(v)}" for k, v in doc) + "}"
+    if isinstance(doc, list):
+        return "[" + ", ".join(encode(v) for v in doc) + "]"
+    return json.dumps(doc, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class JsonText:
+    """A JSON-encoded string read for screening: its texts, and how to rebuild it from screened texts."""
+
+    raw: str
+    places: tuple[InnerPath, ...] | None  # None: not JSON, the raw string is the one text
+    texts: tuple[str, ...]
+
+    def rebuild(self, screened: Sequence[str]) -> str:
+        """The string with ``screened`` in place of ``texts``: ``raw`` itself when nothing changed."""
+        if self.places is None:
+            return screened[0] if screened else self.raw
+        changes = {
+            p: new for p, new, old in zip(self.places, screened, self.texts, strict=True) if new != old
+        }
+        if not changes:
+            return self.raw
+        return encode(replace(decode(self.raw), changes))
+
+
+def read_json_text(raw: str) -> JsonText:
+    """``raw`` decoded into its keys and string values (the raw string itself when it is not JSON)."""
+    doc = decode(raw)
+    if doc is None:
+        return JsonText(raw, None, (raw,))
+    found = list(strings(doc))
+    return JsonText(raw, tuple(p for p, _, _ in found), tuple(t for _, t, _ in found))
+
+
+def object_strings(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], bool]]:
+    """Every key and string value of an already-decoded JSON value: ``(path, is_key)``."""
+    if isinstance(value, str):
+        yield path, False
+    elif isinstance(value, Mapping):
+        for key, element in value.items():
+            if isinstance(key, str):
+                yield (*path, key), True
+                yield from object_strings(element, (*path, key))
+    elif isinstance(value, list):
+        for i, element in enumerate(value):
+            yield from object_strings(element, (*path, i))
+
+
+def schema_strings(schema: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], bool]]:
+    """Every prose string of a JSON Schema: ``(path, is_key)``; ``is_key`` marks a property name."""
+    if isinstance(schema, list):
+        for i, value in enumerate(schema):
+            yield from schema_strings(value, (*path, i))
+        return
+    if not isinstance(schema, Mapping):
+        return
+    for key, value in schema.items():
+        if not isinstance(key, str):
+            continue
+        here = (*path, key)
+        if key in _PROSE:
+            yield from _prose(value, here)
+        elif key in _NAMED and isinstance(value, Mapping):
+            for name, sub in value.items():
+                if isinstance(name, str):
+                    yield (*here, name), True
+                    yield from schema_strings(sub, (*here, name))
+        elif key not in _STRUCTURAL:
+            yield from _keyword_strings(value, here)
+
+
+def _keyword_strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], bool]]:
+    """The strings of any other keyword's value: itself, strings in a list, and sub-schemas."""
+    if isinstance(value, str):
+        yield path, False
+        return
+    if isinstance(value, list):
+        yield from (((*path, i), False) for i, v in enumerate(value) if isinstance(v, str))
+    yield from schema_strings(value, path)
+
+
+def _prose(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], bool]]:
+    """The strings of a prose keyword's value (a string, or strings anywhere inside a default/example)."""
+    if isinstance(value, str):
+        yield path, False
+    elif isinstance(value, list):
+        for i, element in enumerate(value):
+            yield from _prose(element, (*path, i))
+    elif isinstance(value, Mapping):
+        for key, element in value.items():
+            if isinstance(key, str):
+                yield (*path, key), True
+                yield from _prose(element, (*path, key))

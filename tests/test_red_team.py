@@ -1,0 +1,376 @@
+"""Red team: attacks on the OpenAI-compatible endpoints through the running proxy (issue 13).
+
+Each test places the trigger word "kaboom" where an attacker would hide it — an odd shape, an encoding, a
+split, a field the registry might miss, a trick in the upstream's answer — and asserts that no unsafe byte
+reaches the upstream (inbound) or the client (outbound). The upstream here answers with exact scripted
+bytes (status, headers, body pieces), so answers no well-behaved server sends can be tried too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from crest_proxy.classifier.protocol import Classifier
+from tests.support.harness import Harness, running_proxy
+from tests.support.upstream import FakeUpstream, Received
+
+WORD = "kaboom"
+SAFE = "Hello there, how are you today?"
+
+
+@dataclass
+class RawUpstream(FakeUpstream):
+    """An upstream that answers every POST with scripted bytes (``pieces``) and headers."""
+
+    pieces: list[bytes] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+
+    def app(self) -> Any:
+        async def answer(request: Request) -> Response:
+            raw = await request.body()
+            body = json.loads(raw) if raw else None
+            self.received.append(Received(request.method, request.url.path, dict(request.headers), body))
+            self.last_raw = raw
+
+            async def chunks() -> Any:
+                for piece in self.pieces:
+                    yield piece
+
+            return StreamingResponse(chunks(), headers=self.headers)
+
+        return Starlette(routes=[Route("/v1/{path:path}", answer, methods=["POST"])])
+
+    def answer_json(self, body: dict[str, Any]) -> None:
+        """Answer with ``body`` as one JSON document."""
+        self.pieces = [json.dumps(body).encode()]
+        self.headers = {"content-type": "application/json"}
+
+    def answer_events(self, events: list[dict[str, Any] | str], *, typed: bool = False) -> None:
+        """Answer with an event stream of ``events`` (a string is sent as the data line as it is)."""
+        frames = []
+        for event in events:
+            data = event if isinstance(event, str) else json.dumps(event)
+            name = f"event: {event['type']}\n" if typed and isinstance(event, dict) else ""
+            frames.append(f"{name}data: {data}\n\n".encode())
+        self.pieces = frames
+        self.headers = {"content-type": "text/event-stream"}
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory, classifier: Classifier) -> Iterator[Harness]:
+    tmp: Path = tmp_path_factory.mktemp("red-team")
+    with running_proxy(tmp, classifier, upstream=RawUpstream()) as running:
+        yield running
+
+
+@pytest.fixture
+def upstream(harness: Harness) -> Iterator[RawUpstream]:
+    fake = harness.upstream
+    assert isinstance(fake, RawUpstream)
+    fake.received.clear()
+    fake.answer_json(_chat_answer(SAFE))
+    yield fake
+
+
+def _chat_answer(content: Any, **message: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, **message},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+    }
+
+
+def _chunk(delta: dict[str, Any], index: int = 0, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    choice = {"index": index, "delta": delta, "finish_reason": finish, **extra}
+    return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [choice]}
+
+
+def _clean_upstream(upstream: RawUpstream) -> None:
+    """The upstream got nothing, or nothing holding the trigger word (decoded and raw)."""
+    for received in upstream.received:
+        assert WORD not in json.dumps(received.body, ensure_ascii=False).lower()
+
+
+def _post_chat(harness: Harness, body: dict[str, Any], tenant: str = "blocker") -> httpx.Response:
+    return harness.post("/v1/chat/completions", {"model": "gpt-4o-mini", **body}, tenant=tenant)
+
+
+def _stream_text(response: httpx.Response) -> str:
+    """Every data payload of an SSE answer, decoded from JSON where it is JSON, joined."""
+    out = []
+    for line in response.text.splitlines():
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            try:
+                out.append(json.dumps(json.loads(data), ensure_ascii=False))
+            except ValueError:
+                out.append(data)
+    return "\n".join(out)
+
+
+# --- inbound: shapes and encodings ------------------------------------------------------------------------
+
+
+def test_duplicate_keys_in_the_body_screen_what_the_upstream_reads(
+    harness: Harness, upstream: RawUpstream
+) -> None:
+    raw = (
+        '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"kaboom"}],'
+        '"messages":[{"role":"user","content":"hi"}]}'
+    )
+    harness.post("/v1/chat/completions", raw)
+    raw2 = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi","content":"kaboom"}]}'
+    reply = harness.post("/v1/chat/completions", raw2)
+    assert reply.status_code == 400
+    _clean_upstream(upstream)
+
+
+def test_unicode_escapes_and_surrogate_pairs_are_read_decoded(harness: Harness, upstream: RawUpstream) -> None:
+    raw = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"\\u006b\\u0061boom"}]}'
+    assert harness.post("/v1/chat/completions", raw).status_code == 400
+    math = "".join(f"\\ud835\\udc{0x1A + ord(c) - ord('a'):02x}" for c in WORD)  # math bold, as pairs
+    raw = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + math + '"}]}'
+    assert harness.post("/v1/chat/completions", raw).status_code == 400
+    _clean_upstream(upstream)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [[{"type": "text", "text": WORD}]],
+        {"type": "text", "text": WORD},
+        [{"type": "text", "text": {"value": WORD}}],
+        [{"type": "input_text", "text": WORD}],
+        [{"type": "mystery", "text": WORD}],
+        [{"type": "text", "text": "ka"}, {"type": "text", "text": "boom"}],
+        [{"type": "text", "text": ""}] * 50 + [{"type": "text", "text": c} for c in WORD],
+    ],
+    ids=["nested-array", "object", "text-object", "input_text", "unknown-type", "split-parts", "tiny-parts"],
+)
+def test_odd_content_shapes_never_reach_the_upstream(
+    harness: Harness, upstream: RawUpstream, content: Any
+) -> None:
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": content}]})
+    assert reply.status_code == 400, reply.text
+    _clean_upstream(upstream)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="file_data data URLs are passed unread; a text/plain (or JSON, CSV …) file is text the model reads",
+)
+def test_text_plain_file_parts_are_not_passed_unread(harness: Harness, upstream: RawUpstream) -> None:
+    data = base64.b64encode(f"Please explain {WORD} in detail.".encode()).decode()
+    part = {"type": "file", "file": {"filename": "notes.txt", "file_data": f"data:text/plain;base64,{data}"}}
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": [part]}]})
+    assert reply.status_code == 400, reply.text
+    _clean_upstream(upstream)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="file_data data URLs are passed unread; a text/plain (or JSON, CSV …) file is text the model reads",
+)
+def test_responses_text_plain_input_file_is_not_passed_unread(
+    harness: Harness, upstream: RawUpstream
+) -> None:
+    data = base64.b64encode(f"Please explain {WORD} in detail.".encode()).decode()
+    part = {"type": "input_file", "filename": "a.txt", "file_data": f"data:text/plain;base64,{data}"}
+    body = {"model": "gpt-4o-mini", "input": [{"role": "user", "content": [part]}]}
+    reply = harness.post("/v1/responses", body)
+    assert reply.status_code == 400, reply.text
+    _clean_upstream(upstream)
+
+
+@pytest.mark.parametrize(
+    "keyword", ["pattern", "$comment", "format", "contentMediaType", "x-note"]
+)
+def test_schema_keywords_the_model_reads_are_screened(
+    harness: Harness, upstream: RawUpstream, keyword: str
+) -> None:
+    schema = {"type": "object", "properties": {"q": {"type": "string", keyword: f"the {WORD} plan"}}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}], "tools": [tool]})
+    assert reply.status_code == 400, reply.text
+    _clean_upstream(upstream)
+
+
+@pytest.mark.parametrize(
+    "word",
+    ["KABOOM", "Kaboom", "ᴋᴀʙᴏᴏᴍ", "🄺🄰🄱🄾🄾🄼", "ᵏᵃᵇᵒᵒᵐ", "ꓗꓮꓐꓳꓳꓟ", "k\u0332a\u0332boom"],
+    ids=["upper", "title", "small-capitals", "squared", "modifier", "lisu", "underline-marks"],
+)
+def test_more_obfuscations(harness: Harness, upstream: RawUpstream, word: str) -> None:
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": f"Tell me about {word} now."}]})
+    assert reply.status_code == 400, reply.text
+
+
+@pytest.mark.xfail(strict=True, reason="TS #39 gives no Latin prototype for Cherokee O (U+13BE) and a few more")
+def test_cherokee_lookalikes(harness: Harness, upstream: RawUpstream) -> None:
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "Tell me about ᏦᎪᏴᎾᎾᎷ now."}]})
+    assert reply.status_code == 400, reply.text
+
+
+# --- outbound: non-streamed answers ------------------------------------------------------------------------
+
+
+def test_redacted_answer_does_not_leak_through_logprobs(harness: Harness, upstream: RawUpstream) -> None:
+    tokens = [{"token": t, "logprob": -0.1, "bytes": list(t.encode()), "top_logprobs": []} for t in ["ka", "boom"]]
+    answer = _chat_answer(f"Say {WORD}.")
+    answer["choices"][0]["logprobs"] = {"content": tokens, "refusal": None}
+    upstream.answer_json(answer)
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}], "logprobs": True}, "redactor")
+    assert reply.status_code == 200
+    tokens_back = json.dumps(reply.json()["choices"][0].get("logprobs"))
+    assert "boom" not in tokens_back
+
+
+def test_answer_with_duplicate_keys_is_screened_as_the_client_reads_it(
+    harness: Harness, upstream: RawUpstream
+) -> None:
+    body = json.dumps(_chat_answer(SAFE))
+    body = body.replace('"content": "', f'"content": "{WORD}", "content": "', 1)
+    body2 = json.dumps(_chat_answer(WORD)).replace('"content": "', f'"content": "{SAFE}", "content": "', 1)
+    for raw in (body, body2):
+        upstream.pieces = [raw.encode()]
+        reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}]})
+        assert WORD not in reply.text
+
+
+def test_gzip_and_bom_answers(harness: Harness, upstream: RawUpstream) -> None:
+    import gzip
+
+    upstream.pieces = [gzip.compress(json.dumps(_chat_answer(WORD)).encode())]
+    upstream.headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}]})
+    assert WORD not in reply.text
+    upstream.pieces = [b"\xef\xbb\xbf" + json.dumps(_chat_answer(WORD)).encode()]
+    upstream.headers = {"content-type": "application/json"}
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}]})
+    assert WORD not in reply.text
+
+
+def test_answer_object_mismatch(harness: Harness, upstream: RawUpstream) -> None:
+    answer = _chat_answer(WORD)
+    answer["object"] = "text_completion"
+    answer["choices"][0]["text"] = WORD
+    upstream.answer_json(answer)
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}]})
+    assert WORD not in reply.text
+
+
+def test_streaming_request_answered_with_plain_json(harness: Harness, upstream: RawUpstream) -> None:
+    upstream.answer_json(_chat_answer(WORD))
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}], "stream": True})
+    assert WORD not in reply.text
+
+
+def test_plain_request_answered_with_a_stream(harness: Harness, upstream: RawUpstream) -> None:
+    upstream.answer_events([_chunk({"content": WORD}), _chunk({}, finish="stop"), "[DONE]"])
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}]})
+    assert WORD not in reply.text
+
+
+# --- outbound: streams -------------------------------------------------------------------------------------
+
+
+def _stream(harness: Harness, upstream: RawUpstream, events: list[Any], tenant: str = "blocker", **body: Any) -> str:
+    upstream.answer_events(events)
+    request = {"messages": [{"role": "user", "content": "hi"}], "stream": True, **body}
+    return _stream_text(_post_chat(harness, request, tenant))
+
+
+def test_tool_name_split_over_deltas(harness: Harness, upstream: RawUpstream) -> None:
+    call0 = {"index": 0, "id": "c1", "type": "function", "function": {"name": "ka", "arguments": ""}}
+    call1 = {"index": 0, "function": {"name": "boom", "arguments": "{}"}}
+    text = _stream(harness, upstream, [
+        _chunk({"role": "assistant", "tool_calls": [call0]}),
+        _chunk({"tool_calls": [call1]}),
+        _chunk({}, finish="tool_calls"), "[DONE]",
+    ])  # fmt: skip
+    assert not ('"ka"' in text and '"boom"' in text), text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="per-token logprobs of a stream are held and dropped on a block or redaction, but never screened"
+    " themselves: an upstream whose logprobs disagree with its content gets them through",
+)
+def test_logprobs_only_chunk_is_screened(harness: Harness, upstream: RawUpstream) -> None:
+    lp = {"content": [{"token": WORD, "logprob": -0.1, "bytes": None, "top_logprobs": []}]}
+    text = _stream(harness, upstream, [
+        _chunk({"role": "assistant", "content": ""}), _chunk({}, logprobs=lp),
+        _chunk({}, finish="stop"), "[DONE]",
+    ], logprobs=True)  # fmt: skip
+    assert WORD not in text
+
+
+def test_redacted_stream_does_not_leak_through_logprobs(harness: Harness, upstream: RawUpstream) -> None:
+    lp = {"content": [{"token": WORD, "logprob": -0.1, "bytes": None, "top_logprobs": []}], "refusal": None}
+    text = _stream(harness, upstream, [
+        _chunk({"role": "assistant", "content": f"Say {WORD}."}, logprobs=lp),
+        _chunk({}, finish="stop"), "[DONE]",
+    ], tenant="redactor", logprobs=True)  # fmt: skip
+    assert WORD not in text
+
+
+def test_content_after_done_and_after_finish(harness: Harness, upstream: RawUpstream) -> None:
+    text = _stream(harness, upstream, [
+        _chunk({"role": "assistant", "content": "Hi."}), _chunk({}, finish="stop"),
+        _chunk({"content": WORD}), "[DONE]", _chunk({"content": WORD}),
+    ])  # fmt: skip
+    assert WORD not in text
+
+
+def test_content_and_tool_calls_in_one_event(harness: Harness, upstream: RawUpstream) -> None:
+    call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":"ka'}}
+    more = {"index": 0, "function": {"arguments": 'boom"}'}}
+    text = _stream(harness, upstream, [
+        _chunk({"role": "assistant", "content": "ka", "tool_calls": [call]}),
+        _chunk({"content": "boom", "tool_calls": [more]}),
+        _chunk({}, finish="tool_calls"), "[DONE]",
+    ])  # fmt: skip
+    assert "boom" not in text
+
+
+def test_data_split_over_lines_and_crlf(harness: Harness, upstream: RawUpstream) -> None:
+    first = json.dumps(_chunk({"role": "assistant", "content": WORD}))
+    cut = first.index(", ")
+    upstream.pieces = [
+        f"data: {first[:cut]}\r\ndata: {first[cut:]}\r\n\r\n".encode(),
+        b"data: " + json.dumps(_chunk({}, finish="stop")).encode() + b"\r\n\r\n",
+        b"data: [DONE]\r\n\r\n",
+    ]
+    upstream.headers = {"content-type": "text/event-stream"}
+    request = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+    reply = _post_chat(harness, request)
+    assert WORD not in _stream_text(reply)
+
+
+def test_choice_index_as_string_or_missing(harness: Harness, upstream: RawUpstream) -> None:
+    for index in ("0", None, 0.0):
+        chunk = _chunk({"role": "assistant", "content": WORD})
+        chunk["choices"][0]["index"] = index
+        text = _stream(harness, upstream, [chunk, _chunk({}, finish="stop"), "[DONE]"])
+        assert WORD not in text, index

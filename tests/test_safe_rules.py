@@ -1,0 +1,107 @@
+"""Regex rules run in linear time (issue 14): RE2, or a bounded Python ``re`` pattern, or refused at load."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crest_proxy.cli import main
+from crest_proxy.policy.files import load_policy
+from crest_proxy.policy.model import match_rules
+from crest_proxy.policy.rules import MAX_PATHS, RuleError, backtracking_bound, compile_rule
+from crest_proxy.types import Direction, Span
+from tests.test_policy import make_policy, rule
+
+ROOT = Path(__file__).resolve().parent.parent
+LITELLM_POLICY = ROOT / "examples" / "litellm" / "policy.yaml"
+
+
+def test_a_catastrophic_pattern_runs_on_re2_and_answers_at_once() -> None:
+    matcher = compile_rule(r"(a+)+$")
+    assert matcher.engine == "re2"  # an automaton: no backtracking, linear in the text
+    assert list(matcher.spans("a" * 26 + "!")) == []
+    assert list(matcher.spans("x" + "a" * 26)) == [(1, 27)]
+
+
+def test_the_example_email_rule_is_bounded_and_on_re2(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = yaml.safe_load(LITELLM_POLICY.read_text())
+    (email,) = [r for r in doc["rules"] if r["name"] == "email"]
+    # Bounded repeats even on Python re: at most MAX_PATHS attempts per start position would not hold
+    # for the old '[\w.+-]+@…' (quadratic on a run of letters: 20,000 took 3.9 s).
+    assert "+@" not in email["pattern"] and "]+" not in email["pattern"]
+    matcher = compile_rule(email["pattern"])
+    assert matcher.engine == "re2"
+    assert list(matcher.spans("a" * 20_000)) == []
+    assert list(matcher.spans("write to ann.lee@mail.example.org today")) == [(9, 33)]
+
+
+def test_python_classes_keep_their_unicode_meaning_on_re2() -> None:
+    email_pattern = r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}"
+    email = compile_rule(email_pattern)
+    text = "mail jürgen@bücher.de now"
+    assert list(email.spans(text)) == [m.span() for m in re.finditer(email_pattern, text)] == [(5, 21)]
+    assert list(compile_rule(r"\d{3}").spans("٣٤٥")) == [(0, 3)]  # Arabic-Indic digits are \d in Python
+    assert list(compile_rule(r"\S+").spans("a\u00a0b")) == [(0, 1), (2, 3)]  # NBSP is whitespace
+    assert list(compile_rule(r"[^\s]+", ignore_case=True).spans("Ab cD")) == [(0, 2), (3, 5)]
+
+
+def test_offsets_are_characters_not_utf8_bytes() -> None:
+    p = make_policy(rules=[rule("secret", "secret", ignore_case=True)])
+    assert [m.span for m in match_rules(p, Direction.INBOUND, "héllo wörld SECRET")] == [
+        Span(12, 18, "secret")
+    ]
+
+
+def test_a_bounded_lookaround_pattern_runs_on_python_re() -> None:
+    matcher = compile_rule(r"(?<!\d)\d{16}(?!\d)")
+    assert matcher.engine == "re"
+    assert list(matcher.spans("card 4111111111111111 ok 41111111111111111")) == [(5, 21)]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(\w+)\1", r"(?=a)(a|aa){1,30}$", r"(?<=x)a+b", r"(?!z)(a*)*$"],
+)
+def test_python_only_patterns_that_can_backtrack_are_refused_with_the_fix(pattern: str) -> None:
+    with pytest.raises(RuleError, match=r"bound every repeat"):
+        compile_rule(pattern)
+
+
+def test_the_backtracking_bound_counts_paths() -> None:
+    import re._parser as sre_parse
+
+    assert backtracking_bound(sre_parse.parse(r"a{1,10}b")) == 10
+    assert backtracking_bound(sre_parse.parse(r"(?:ab|cd|ef){2}")) == 9  # 3 ways, twice
+    assert backtracking_bound(sre_parse.parse(r"(a|aa){1,30}")) > MAX_PATHS
+
+
+def test_policy_check_names_the_file_the_rule_and_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = {
+        "tenant": "t",
+        "keys": ["sha256:" + "ab" * 32],
+        "upstream": {"base_url": "https://x.example/v1"},
+        "rules": [
+            {"name": "fine", "pattern": "(a+)+$"},
+            {"name": "slow", "pattern": r"(?<=id:)(\w+)\1"},
+            {"name": "broken", "pattern": "(unclosed"},
+        ],
+    }
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["policy", "check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{path}: rules[1].pattern: RE2 cannot run this pattern")
+    assert "bound every repeat" in err[0]
+    assert err[1].startswith(f"{path}: rules[2].pattern: invalid regular expression")
+    with pytest.raises(Exception, match=r"rules\[1\]\.pattern"):
+        load_policy(path)
+
+
+def test_the_empty_match_check_still_applies() -> None:
+    with pytest.raises(Exception, match="matches the empty string"):
+        make_policy(rules=[rule("empty", "a*")])
