@@ -195,11 +195,10 @@ def recipe_speed(checkpoint: Path, workdir: Path, repeats: int) -> None:
     """ms per model call of each int8 candidate on typical batch shapes (best of ``repeats``)."""
     loaders = am.backends(checkpoint, workdir)
     candidates = {
-        "per-batch scales (before; batch-dependent)": loaders["onnx-int8 (per-batch scales, before)"](),
-        "per-token scales (shipped)": loaders["onnx-int8 (per-token scales, now)"](),
+        "batched, one scale per batch (before; batch-dependent)": loaders["onnx-int8 batched (before)"](),
+        "rows one by one, unpadded (shipped)": loaders["onnx-int8 rows one by one (shipped)"](),
+        "per-token scales in the graph (candidate)": loaders["onnx-int8 per-token scales (candidate)"](),
     }
-    per_batch = candidates["per-batch scales (before; batch-dependent)"]
-    candidates["per-batch graph, rows one by one"] = am.RowByRow(per_batch)
     rng = np.random.default_rng(0)
     shapes = [(1, 64), (8, 64), (1, 512), (4, 512)]
     print("\n## int8 recipes: ms per model call (CREST-Base shape, best of", repeats, ")\n")

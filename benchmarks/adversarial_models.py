@@ -1,19 +1,15 @@
 """Models and runtimes for ``adversarial.py``: a CREST-Base-shaped checkpoint with an outlier token, and
-every backend (plus the retired per-batch int8 recipe, for contrast) as a bare ``Runtime``.
+every backend (plus int8 batched as before, and the per-token-scale candidate) as a bare ``Runtime``.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from crest_proxy.classifier import onnx_export
-from crest_proxy.classifier.packing import PaddedBatch
 from crest_proxy.classifier.progress import PhaseReporter
 from crest_proxy.classifier.runtime import (
     Runtime,
@@ -60,8 +56,8 @@ def outlier_checkpoint(workdir: Path) -> Path:
 
 
 def exported(checkpoint: Path, workdir: Path, *, quantize: bool) -> Path:
-    """The ONNX export (int8: the shipped per-token recipe; else fp32), cached under ``workdir``."""
-    out = workdir / f"onnx-{'int8' if quantize else 'fp32'}"
+    """The shipped ONNX export (int8 or fp32), cached under ``workdir``."""
+    out = workdir / f"onnx-{'int8' if quantize else 'fp32'}-dynamic"
     if not (out / onnx_export.MODEL_FILE).is_file():
         progress(f"exporting {out.name} (once)")
         shutil.rmtree(out, ignore_errors=True)
@@ -71,18 +67,16 @@ def exported(checkpoint: Path, workdir: Path, *, quantize: bool) -> Path:
     return out
 
 
-def per_batch_int8(fp32_dir: Path, workdir: Path) -> Path:
-    """The retired recipe: ORT dynamic int8 with one activation scale per batch (all MatMuls)."""
-    out = workdir / "onnx-int8-per-batch"
+def per_token_int8(fp32_dir: Path, workdir: Path) -> Path:
+    """The per-token-scale candidate (``int8_per_token.py``), cached under ``workdir``."""
+    out = workdir / "onnx-int8-per-token"
     if not (out / "model_quantized.onnx").is_file():
-        from optimum.onnxruntime import ORTQuantizer
+        import int8_per_token
 
-        progress("quantizing the per-batch recipe (once)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=onnx_export.MODEL_FILE)
-            config = onnx_export.quantization_config(onnx_export.quantization_preset())
-            quantizer.quantize(config, save_dir=out)
+        progress("quantizing the per-token candidate (once)")
+        int8_per_token.per_token_graph(
+            fp32_dir / onnx_export.MODEL_FILE, out, onnx_export.quantization_preset()
+        )
     return out / "model_quantized.onnx"
 
 
@@ -93,36 +87,24 @@ def encoder_of(onnx_dir: Path) -> TokenEncoder:
     return load_encoder(onnx_dir / onnx_export.TOKENIZER_FILE, SpecialTokens(bos_id=0, eos_id=2, pad_id=1))
 
 
-class RowByRow:
-    """Runs every row of a batch alone, unpadded: batch-independent on any graph, at a price."""
-
-    def __init__(self, inner: Runtime) -> None:
-        self._inner = inner
-
-    def run(self, batch: PaddedBatch) -> np.ndarray:
-        lengths = batch.attention_mask.sum(axis=1).tolist()
-        rows = [
-            self._inner.run(PaddedBatch(batch.input_ids[i : i + 1, :n], batch.attention_mask[i : i + 1, :n]))
-            for i, n in enumerate(lengths)
-        ]
-        return np.concatenate(rows)
-
-
 def backends(checkpoint: Path, workdir: Path) -> dict[str, Callable[[], Runtime]]:
     """Name -> loader of every backend the flips table covers (loaded one at a time: memory)."""
     int8, fp32 = exported(checkpoint, workdir, quantize=True), exported(checkpoint, workdir, quantize=False)
-    old = per_batch_int8(fp32, workdir)
+    per_token = per_token_int8(fp32, workdir)
 
-    def onnx(path: Path) -> Callable[[], Runtime]:
-        return lambda: load_onnx_runtime(path, threads=None, unsafe_index=UNSAFE_INDEX, precision="").runtime
+    def onnx(path: Path, precision: str) -> Callable[[], Runtime]:
+        return lambda: (
+            load_onnx_runtime(path, threads=None, unsafe_index=UNSAFE_INDEX, precision=precision).runtime
+        )
 
     return {
-        "onnx-int8 (per-batch scales, before)": onnx(old),
-        "onnx-int8 (per-token scales, now)": onnx(int8 / onnx_export.MODEL_FILE),
-        "onnx-fp32": onnx(fp32 / onnx_export.MODEL_FILE),
+        "onnx-int8 batched (before)": onnx(int8 / onnx_export.MODEL_FILE, ""),
+        "onnx-int8 rows one by one (shipped)": onnx(int8 / onnx_export.MODEL_FILE, "int8"),
+        "onnx-int8 per-token scales (candidate)": onnx(per_token, ""),
+        "onnx-fp32": onnx(fp32 / onnx_export.MODEL_FILE, "fp32"),
         "torch-fp32": lambda: _torch(checkpoint, quantize=False),
-        "torch-int8 (row by row)": lambda: _torch(checkpoint, quantize=True),
-        "bf16 (row by row)": lambda: (
+        "torch-int8 (rows one by one)": lambda: _torch(checkpoint, quantize=True),
+        "bf16 (rows one by one)": lambda: (
             load_bf16_runtime(checkpoint, device="cpu", threads=None, unsafe_index=UNSAFE_INDEX).runtime
         ),
     }

@@ -147,7 +147,7 @@ def _regression_row(new: Cell, old: Cell, direct: Cell, limit: float) -> list[st
 
     (p50_ms, p50), (ttft_ms, ttft) = pair(lambda s: s.p50_ms), pair(lambda s: s.ttft_p50_ms)
     cpu = _ratio(new.cpu_ms_per_request, old.cpu_ms_per_request)
-    cpu_ms = f"{_ms(new.cpu_ms_per_request)} / {_ms(old.cpu_ms_per_request)}"
+    cpu_ms = f"{new.cpu_ms_per_request or math.nan:.2f} / {old.cpu_ms_per_request or math.nan:.2f}"
     rss = f"{_ms(new.peak_rss_mib)} / {_ms(old.peak_rss_mib)}"
     latency = ttft if new.stream else p50
     met = "yes" if all(r is not None and r <= limit for r in (latency, cpu)) else "no"

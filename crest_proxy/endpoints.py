@@ -363,8 +363,8 @@ ANTHROPIC_FIELDS: tuple[TextField, ...] = (
         ("[type=document|search_result].title", "text", R, "document"),
         ("[type=document].context", "text", R, "document"),
         ("[type=search_result].content[*].text", "text", R, "document"),
-        ("[type=tool_result|mcp_tool_result].content", "text", "tool", "tool_output"),
-        ("[type=tool_result|mcp_tool_result].content[*].text", "text", "tool", "tool_output"),
+        ("[type=tool_result|mcp_tool_result].content", "json", "tool", "tool_output"),
+        ("[type=tool_result|mcp_tool_result].content[*].text", "json", "tool", "tool_output"),
         ("[type=tool_result|mcp_tool_result].content[*].source.data", "text", "tool", "document"),
         ("[type=tool_result|mcp_tool_result].content[*].title", "text", "tool", "document"),
     ),
@@ -372,6 +372,10 @@ ANTHROPIC_FIELDS: tuple[TextField, ...] = (
         _A, OUT, "content",
         ("[*].text", "text", "assistant", "content"), ("[*].thinking", "text", "assistant", "reasoning"),
         ("[*].input", "json", "assistant", _CALL), ("[*].name", "text", "assistant", _CALL),
+        ("[*].citations[*].cited_text", "text", "assistant", "content"),
+        # Any other block type (web search results, a newer API's blocks): every string value.
+        ("[type!=text|thinking|redacted_thinking|tool_use|server_tool_use|mcp_tool_use]", "json", "assistant",
+         "content"),
     ),
     # Streamed: one lane per content block (content_block_delta events).
     TextField(_A, OUT, "delta.text", "text", "assistant", "content", stream=True, lane="text_delta"),

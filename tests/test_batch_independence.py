@@ -138,14 +138,3 @@ def test_auto_routes_each_row_by_its_own_length_not_by_its_batch() -> None:
     batched = routed.run(pad([long, short] + [short] * 15, 1))
     assert alone[0] == 0.25 and batched.tolist() == [0.75] + [0.25] * 16  # each row as if alone
     assert onnx.shapes[-1] == (16, 16)  # the short rows ran together, unpadded by the long one
-
-
-def test_the_int8_recipe_is_part_of_the_artifact_key() -> None:
-    from dataclasses import replace
-
-    from crest_proxy.classifier import rowwise
-    from crest_proxy.classifier.artifact import ArtifactRecipe
-
-    per_token = ArtifactRecipe("m", "r", "int8", "avx2", (), quantization=rowwise.RECIPE)
-    assert per_token.key != replace(per_token, quantization=None).key  # an older per-batch artifact
-    assert per_token.key != replace(per_token, quantization="dynamic-int8-per-token-v1").key

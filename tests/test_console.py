@@ -132,6 +132,23 @@ def test_a_bad_since_on_the_overview_is_a_400(client: httpx.Client) -> None:
     assert response.status_code == 400 and "since:" in response.text and "<b>soon" not in response.text
 
 
+def test_repeated_wrong_keys_are_throttled_per_address(log_path: Path) -> None:
+    from crest_proxy.console.auth import Throttle
+
+    throttle = Throttle(limit=3, window_s=60)
+    for t in (0.0, 1.0, 2.0):
+        assert not throttle.blocked("a", now=t)
+        throttle.failed("a", now=t)
+    assert throttle.blocked("a", now=3.0) and not throttle.blocked("b", now=3.0)
+    assert not throttle.blocked("a", now=61.0)  # the window has passed
+    app = Starlette(routes=console_routes(FileReader([log_path]), KEY))
+    with serve(app) as base, httpx.Client(base_url=base) as client:
+        codes = [client.post("/console/login", data={"key": f"guess-{i}"}).status_code for i in range(11)]
+        assert codes == [401] * 10 + [429]
+        refused = client.post("/console/login", data={"key": KEY})  # even the right key, for a while
+        assert refused.status_code == 429 and "set-cookie" not in refused.headers
+
+
 def test_a_login_from_another_origin_is_refused(url: str) -> None:
     response = httpx.post(
         url + "/console/login", data={"key": KEY}, headers={"origin": "https://evil.example"}

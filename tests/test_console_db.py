@@ -99,6 +99,18 @@ def test_filters_on_the_line_examine_a_bounded_window_per_page(
     assert pages == 13 and found == [f"req-{n}" for n in (20, 15, 10, 5, 0)]
 
 
+def test_the_overview_counts_the_same_from_the_database(dsn: str, tmp_path: Path) -> None:
+    from crest_proxy.console.overview import summarise
+
+    path = tmp_path / "audit.jsonl"
+    write_log(path, RECORDS)
+    for params in ({"since": "2026-11-22"}, {"since": "2026-11-22T08:00", "tenant": "acme"}):
+        wanted = parse_filter(params)
+        from_db = summarise(DatabaseReader(dsn).overview_fields(wanted, 1000))
+        assert from_db == summarise(FileReader([path]).overview_fields(wanted, 1000))
+        assert from_db.records and from_db.top_rules and from_db.latency_ms["p90"] > 0
+
+
 def test_a_forged_cursor_is_a_filter_error(dsn: str) -> None:
     with pytest.raises(FilterError, match="cursor"):
         DatabaseReader(dsn).page(parse_filter({}), "2026-11-22|x", 5)

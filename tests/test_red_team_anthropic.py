@@ -177,7 +177,6 @@ def _upstream_clean(harness: AnthropicHarness) -> None:
         pytest.param(
             {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
                                                         "content": [{"type": "text", "text": '{"r": "\\u006baboom"}'}]}]}]},
-            marks=pytest.mark.xfail(strict=True, reason="Anthropic tool_result text is read raw, not decoded as JSON"),
         ),
         {"messages": [{"role": "user", "content": [{"type": "document", "source": {
             "type": "text", "media_type": "text/plain", "data": f"About {WORD}."}}]}]},
@@ -214,7 +213,57 @@ def test_outbound_tool_use_name_and_citations(harness: AnthropicHarness) -> None
     assert WORD not in reply.text
 
 
-@pytest.mark.xfail(strict=True, reason="a streamed tool_use block's name (content_block_start) is sent unscreened")
 def test_streamed_tool_name(harness: AnthropicHarness) -> None:
     events = message_events(tool_events(["{}"], name=WORD))
+    assert WORD not in _stream(harness, events)
+
+
+def test_block_of_unknown_type_sent_whole_at_start(harness: AnthropicHarness) -> None:
+    odd = {"type": "content_block_start", "index": 0, "content_block": {"type": "mystery", "note": WORD}}
+    events = message_events([odd, {"type": "content_block_stop", "index": 0}])
+    assert WORD not in _stream(harness, events)
+
+
+def test_streamed_tool_name_is_redacted_in_place(harness: AnthropicHarness) -> None:
+    events = message_events(tool_events(['{"q": 1}'], name=f"Say {WORD} now."))
+    text = _stream(harness, events, "redactor")
+    assert WORD not in text and '"q": 1' in text
+
+
+def test_tool_result_json_redaction_stays_valid_and_byte_exact(harness: AnthropicHarness) -> None:
+    output = '{"ok":true,  "note":"Say kaboom now.","n":2.50}'
+    block = {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": output}]}
+    body = {"model": MODEL, "max_tokens": 20, "messages": [{"role": "user", "content": [block]}]}
+    assert harness.post(body, tenant="redactor").status_code == 200
+    sent = harness.fake.last.body["messages"][0]["content"][0]["content"][0]["text"]
+    assert WORD not in sent and sent.startswith('{"ok":true,  "note":"') and sent.endswith('","n":2.50}'), sent
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"type": "mystery", "note": WORD},
+        {"type": "text", "text": "Hi.", "citations": [{"type": "char_location", "cited_text": WORD}]},
+        {"type": "web_search_tool_result", "tool_use_id": "t",
+         "content": [{"type": "web_search_result", "title": WORD, "url": "https://x", "encrypted_content": "e"}]},
+    ],
+    ids=["unknown-block", "citation", "search-result-title"],
+)  # fmt: skip
+def test_outbound_blocks_carrying_text(harness: AnthropicHarness, block: dict[str, Any]) -> None:
+    harness.fake.content = [block]
+    reply = _send(harness, {"messages": [{"role": "user", "content": "hi"}]})
+    assert WORD not in reply.text
+
+
+def test_count_tokens_is_screened(harness: AnthropicHarness) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": f"About {WORD}."}]}
+    reply = harness.post(body, path="/v1/messages/count_tokens")
+    assert reply.status_code == 400
+    _upstream_clean(harness)
+
+
+def test_streamed_citation_delta(harness: AnthropicHarness) -> None:
+    citation = {"type": "char_location", "cited_text": WORD, "document_index": 0}
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "citations_delta", "citation": citation}}
+    events = message_events([text_events(["Hi."])[0], delta, {"type": "content_block_stop", "index": 0}])
     assert WORD not in _stream(harness, events)

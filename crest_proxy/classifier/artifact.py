@@ -13,14 +13,13 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from crest_proxy.classifier import onnx_export, rowwise
+from crest_proxy.classifier import onnx_export
 from crest_proxy.classifier.progress import PhaseReporter
 from crest_proxy.classifier.source import ModelSource
 from crest_proxy.classifier.windows import SpecialTokens
 
 # Bump when the artifact layout or export recipe changes: old entries then stop matching.
-# 2: int8 activations are quantized per token (classifier.rowwise), not per batch (issue 14).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 1
 MANIFEST_FILE = "crest-artifact.json"
 _VERSIONED = (("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"), ("optimum",), ("optimum-onnx",))
 
@@ -34,7 +33,6 @@ class ArtifactRecipe:
     precision: str
     preset: str | None
     versions: tuple[tuple[str, str], ...]
-    quantization: str | None = None  # the int8 recipe (classifier.rowwise.RECIPE); None: fp32, or older
 
     @property
     def key(self) -> str:
@@ -73,7 +71,6 @@ def recipe_for(source: ModelSource, *, quantize: bool) -> ArtifactRecipe:
         precision="int8" if quantize else "fp32",
         preset=onnx_export.quantization_preset() if quantize else None,
         versions=_library_versions(),
-        quantization=rowwise.RECIPE if quantize else None,
     )
 
 

@@ -41,8 +41,8 @@ class BatchLimits:
     max_wait_ms: float
     max_queue: int
     # Tokens per model call (one window always fits): bounds how long another tenant's short request
-    # can wait behind the call in flight. 2,048 = four full windows; batching long windows gains little.
-    max_batch_tokens: int = 2048
+    # can wait behind the call in flight (benchmarks/adversarial.py: 512 -> median 1.06x idle latency).
+    max_batch_tokens: int = 512
 
 
 class MicroBatcher:

@@ -1,4 +1,4 @@
-"""Export a checkpoint to ONNX with optimum; int8: per-channel weights, per-token activations."""
+"""Export a checkpoint to ONNX with optimum and quantize it to dynamic int8, per channel."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from crest_proxy.classifier import rowwise
 from crest_proxy.classifier.progress import PhaseReporter
 from crest_proxy.classifier.windows import SpecialTokens, special_tokens_of
 from crest_proxy.errors import ModelNotAvailableError
@@ -41,14 +40,12 @@ def quantization_preset(machine: str | None = None, flags: frozenset[str] | None
     return "avx512" if "avx512f" in flags else "avx2"
 
 
-def quantization_config(preset: str, exclude: list[str] | None = None) -> Any:
+def quantization_config(preset: str) -> Any:
     """optimum's dynamic (weights-only scales, activations at run time) per-channel config for ``preset``."""
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     # Per-channel: per-tensor int8 drifted badly on CREST's real weights.
-    return getattr(AutoQuantizationConfig, preset)(
-        is_static=False, per_channel=True, nodes_to_exclude=exclude
-    )
+    return getattr(AutoQuantizationConfig, preset)(is_static=False, per_channel=True)
 
 
 def export_onnx(
@@ -59,11 +56,8 @@ def export_onnx(
     with report.phase("export", f"exporting {model_dir.name} to ONNX (fp32)"):
         _main_export(model_dir, fp32_dir)
     if quantize:
-        with report.phase(
-            "quantize", f"int8 quantization, per-channel weights, per-token activations ({preset})"
-        ):
+        with report.phase("quantize", f"dynamic int8 quantization, per channel ({preset})"):
             _quantize(fp32_dir / MODEL_FILE, out_dir / "int8", preset)
-            rowwise.rewrite_per_token(out_dir / "int8" / "model_quantized.onnx")
         (out_dir / "int8" / "model_quantized.onnx").rename(out_dir / MODEL_FILE)
     else:
         for file in fp32_dir.glob("model.onnx*"):  # the graph, plus external data for >2 GB models
@@ -97,9 +91,7 @@ def _quantize(model_file: Path, out: Path, preset: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantizer = ORTQuantizer.from_pretrained(model_file.parent, file_name=model_file.name)
-        # Attention's activation x activation MatMuls stay fp32 (see classifier.rowwise).
-        exclude = rowwise.activation_matmuls(model_file)
-        quantizer.quantize(quantization_config(preset, exclude), save_dir=out)
+        quantizer.quantize(quantization_config(preset), save_dir=out)
 
 
 def _save_tokenizer(model_dir: Path, target: Path) -> SpecialTokens:

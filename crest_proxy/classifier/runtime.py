@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,23 +40,50 @@ def unsafe_probability(logits: np.ndarray, unsafe_index: int) -> np.ndarray:
     return probs[:, unsafe_index]
 
 
+def rows_alone(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], batch: PaddedBatch) -> np.ndarray:
+    """``forward`` on every row of ``batch`` alone, unpadded: its score cannot depend on its batch-mates.
+
+    Dynamic int8 (ORT's and torch's) picks one activation scale per batch, padding included, so a crafted
+    batch-mate moved another text's score from 0.99 to 0.007 (issue 14); bf16 GEMMs round differently with
+    the batch's shape. Measured on CREST-Base int8 (benchmarks/adversarial.py): as fast as batching for
+    512-token windows, ~30 % slower for batches of short ones, and faster than every per-token-scale graph.
+    """
+    lengths = batch.attention_mask.sum(axis=1).tolist()
+    return np.concatenate(
+        [
+            forward(batch.input_ids[i : i + 1, :n], batch.attention_mask[i : i + 1, :n])
+            for i, n in enumerate(lengths)
+        ]
+    )
+
+
 class OnnxRuntime:
-    """An onnxruntime ``InferenceSession`` over an exported sequence-classification graph."""
+    """An onnxruntime ``InferenceSession`` over an exported sequence-classification graph.
+
+    ``per_row`` (int8): every window runs alone, unpadded (``rows_alone``); fp32 stays batched (it
+    agrees with itself across batches bit for bit).
+    """
 
     # A bare session rather than optimum's ORTModel: we pick threads and providers, and a cached start
     # imports neither torch nor transformers (measured: XLM-R-base int8 reloads in ~1.7 s on 2 cores).
 
-    def __init__(self, session: Any, unsafe_index: int) -> None:
+    def __init__(self, session: Any, unsafe_index: int, *, per_row: bool = False) -> None:
         self._session = session
         self._unsafe_index = unsafe_index
         self._inputs = {i.name for i in session.get_inputs()}
         self._output = session.get_outputs()[0].name
+        self._per_row = per_row
 
     def run(self, batch: PaddedBatch) -> np.ndarray:
         """P(unsafe) for every row of ``batch``."""
-        feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if self._per_row and batch.rows > 1:
+            return rows_alone(self._forward, batch)
+        return self._forward(batch.input_ids, batch.attention_mask)
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self._inputs:  # BERT-style graphs take segment ids; one segment here
-            feed["token_type_ids"] = np.zeros_like(batch.input_ids)
+            feed["token_type_ids"] = np.zeros_like(input_ids)
         (logits,) = self._session.run([self._output], {k: v for k, v in feed.items() if k in self._inputs})
         return unsafe_probability(logits, self._unsafe_index)
 
@@ -79,16 +107,15 @@ def load_onnx_runtime(
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
-    return LoadedRuntime(runtime=OnnxRuntime(session, unsafe_index), device="cpu", precision=precision)
+    runtime = OnnxRuntime(session, unsafe_index, per_row=precision == "int8")
+    return LoadedRuntime(runtime=runtime, device="cpu", precision=precision)
 
 
 class TorchRuntime:
     """A transformers sequence-classification model in eval mode on one device.
 
-    ``per_row``: run every window alone, unpadded. torch's dynamic int8 picks one activation scale per
-    batch, and bf16/fp16 GEMMs round differently with the batch's shape (CREST-Base bf16: |Δ| up to 2e-3
-    batched vs alone), so a window's score would depend on its batch-mates (issue 14). fp32 stays batched:
-    it agrees within 1e-8.
+    ``per_row`` (int8, bf16, fp16): every window runs alone, unpadded (``rows_alone``; CREST-Base bf16
+    batched vs alone: |Δ| up to 2e-3). fp32 stays batched: it agrees across batches within 1e-8.
     """
 
     def __init__(self, model: Any, device: str, unsafe_index: int, *, per_row: bool = False) -> None:
@@ -99,15 +126,9 @@ class TorchRuntime:
 
     def run(self, batch: PaddedBatch) -> np.ndarray:
         """P(unsafe) for every row of ``batch``."""
-        if not self._per_row or batch.rows == 1:
-            return self._forward(batch.input_ids, batch.attention_mask)
-        lengths = batch.attention_mask.sum(axis=1)
-        return np.concatenate(
-            [
-                self._forward(batch.input_ids[i : i + 1, :n], batch.attention_mask[i : i + 1, :n])
-                for i, n in enumerate(lengths.tolist())
-            ]
-        )
+        if self._per_row and batch.rows > 1:
+            return rows_alone(self._forward, batch)
+        return self._forward(batch.input_ids, batch.attention_mask)
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch

@@ -32,7 +32,8 @@ class ClassifierSettings:
     device: str = setting("auto", choices=DEVICES, help="where the torch and bf16 backends run")
     max_batch_size: int = 32  # windows per model call
     # tokens per model call (one window always fits): bounds how long other tenants wait behind it
-    max_batch_tokens: int = 2048
+    # (int8 and bf16 run windows one by one anyway; raise it for a remote GPU server)
+    max_batch_tokens: int = 512
     max_wait_ms: float = 2.0  # how long a batch waits for more texts
     max_queue: int = 4096  # texts waiting beyond this are refused (overloaded)
     window_tokens: int = 512  # tokens per classifier window

@@ -108,7 +108,12 @@ def _local_candidate(model: str) -> ModelSource | None:
 
 
 def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+    """Whether ``model`` names a directory rather than a hub id (``owner/name``): an absolute or relative
+    path, more than one slash, or a first part that is a local folder (``models/demo`` before ``model demo``
+    ran), so a typo is reported as a missing folder instead of a hub lookup."""
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model:
+        return True
+    return "/" in model and Path(model.split("/", 1)[0]).is_dir()
 
 
 def _local_source(model: str, path: Path) -> ModelSource:

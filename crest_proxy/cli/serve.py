@@ -13,6 +13,7 @@ from typing import Any
 from crest_proxy.classifier.settings import ClassifierSettings
 from crest_proxy.cli.audit import check_audit_destinations
 from crest_proxy.cli.flags import add_flags, settings_from
+from crest_proxy.cli.preflight import check_audit_log, check_port
 from crest_proxy.settings import ServerSettings
 
 
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     try:
         settings = settings_from(ServerSettings, args)
+        check_port(settings.host, settings.port)
+        check_audit_log(settings.audit_log if settings.audit_file else None)
         check_audit_destinations(settings)  # a second serve on the same audit file stops here, in one line
         policies = load_policies(settings.policies_dir)
         # Progress reaches stderr through the crest_proxy.classifier logger configured above.

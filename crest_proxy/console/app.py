@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Mount, Route
 
 from crest_proxy.console import export, pages
-from crest_proxy.console.auth import COOKIE, Sessions, cookie_header
+from crest_proxy.console.auth import COOKIE, Sessions, Throttle, cookie_header
 from crest_proxy.console.filters import PAGE_SIZE, FilterError, RecordFilter, parse_filter
 from crest_proxy.console.overview import OVERVIEW_LIMIT, summarise
 from crest_proxy.console.reader import RecordReader
@@ -71,6 +71,7 @@ class _Guard:
 
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
+        self._throttle = Throttle()
 
     def signed_in(self, request: Request) -> bool:
         """Whether the request carries a valid session cookie."""
@@ -106,9 +107,13 @@ class _Guard:
         """Check the key; a session cookie and the overview, or the form again with 401."""
         if not _same_origin(request):
             return _html(pages.login_page("This form must be sent from the console's own page."), 403)
+        client = request.client.host if request.client else "unknown"
+        if self._throttle.blocked(client):
+            return _html(pages.login_page("Too many wrong keys from this address; try again later."), 429)
         body = await _bounded_body(request)
         key = parse_qs(body.decode("utf-8", "replace")).get("key", [""])[0] if body is not None else ""
         if not key or not self._sessions.key_matches(key):
+            self._throttle.failed(client)
             return _html(pages.login_page("That key is not the admin key."), 401)
         response = RedirectResponse("/console/", 303, headers=_HEADERS)
         response.headers.append("set-cookie", cookie_header(self._sessions.mint(), secure=_secure(request)))

@@ -60,6 +60,33 @@ class Sessions:
         return hmac.new(self.secret, body.encode("ascii", "replace"), hashlib.sha256).hexdigest()
 
 
+class Throttle:
+    """Failed sign-ins per client address: past ``limit`` within ``window_s``, sign-in is refused.
+
+    Bounds guessing at the admin key (the address table is trimmed, so it cannot grow without bound).
+    """
+
+    def __init__(self, limit: int = 10, window_s: float = 300.0, max_clients: int = 10_000) -> None:
+        self._limit, self._window_s, self._max_clients = limit, window_s, max_clients
+        self._failures: dict[str, list[float]] = {}
+
+    def blocked(self, client: str, now: float | None = None) -> bool:
+        """Whether ``client`` has used up its failed attempts."""
+        return len(self._recent(client, time.monotonic() if now is None else now)) >= self._limit
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        """Count one failed sign-in of ``client``."""
+        when = time.monotonic() if now is None else now
+        if len(self._failures) >= self._max_clients:
+            self._failures.clear()  # crude, but keeps memory bounded under a spray of addresses
+        self._recent(client, when).append(when)
+
+    def _recent(self, client: str, now: float) -> list[float]:
+        kept = [t for t in self._failures.get(client, ()) if now - t < self._window_s]
+        self._failures[client] = kept
+        return kept
+
+
 def cookie_header(token: str, *, secure: bool, max_age: int = SESSION_S) -> str:
     """The ``Set-Cookie`` value for a session (``max_age`` 0 clears it)."""
     parts = [f"{COOKIE}={token}", "Path=/console", f"Max-Age={max_age}", "HttpOnly", "SameSite=Strict"]

@@ -117,15 +117,31 @@ def horizontal_bars(ident: str, title: str, rows: Sequence[tuple[str, float, str
 
 
 def curves(
-    ident: str, title: str, lines: Mapping[str, Sequence[tuple[float, float]]], x_label: str, y_label: str
+    ident: str,
+    title: str,
+    lines: Mapping[str, Sequence[tuple[float, float]]],
+    x_label: str,
+    y_label: str,
+    marks: Sequence[tuple[float, float, str]] = (),
 ) -> str:
-    """Lines on a unit square (PR and ROC curves): x and y in 0..1."""
+    """Lines on a unit square (PR and ROC curves): x and y in 0..1; ``marks`` are labelled points."""
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
     desc = f"{y_label} against {x_label} for " + ", ".join(lines)
+    desc += "".join(f"; {label} at ({x:.3f}, {y:.3f})" for x, y, label in marks)
     parts = [_open(ident, title, desc), _axis(1.0, plot_h)]
     for i, (name, points) in enumerate(lines.items()):
         coords = " ".join(f"{_LEFT + x * plot_w:.1f},{_TOP + (1 - y) * plot_h:.1f}" for x, y in points)
         parts.append(f'<polyline fill="none" stroke="{colour(name, i)}" stroke-width="2" points="{coords}"/>')
+    for j, (x, y, label) in enumerate(marks):
+        cx, cy = _LEFT + x * plot_w, _TOP + (1 - y) * plot_h
+        parts.append(
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="none" stroke="{PALETTE[j + 1]}" '
+            'stroke-width="2">'
+            f"<title>{escape(label)}</title></circle>"
+            f'<text x="{cx - 8 if x > 0.5 else cx + 8:.1f}" y="{cy + 16 + 12 * j:.1f}" font-size="10" '
+            f'text-anchor="{"end" if x > 0.5 else "start"}">'
+            f"{escape(label)}</text>"
+        )
     parts.append(
         f'<text x="{_LEFT + plot_w / 2:.0f}" y="{HEIGHT - _BOTTOM + 18}" font-size="11" '
         f'text-anchor="middle">{escape(x_label)} (0 to 1)</text>'

@@ -154,14 +154,25 @@ def _summary_table(result: Evaluation) -> str:
     )
 
 
+def _operating_points(lang: str, result: Evaluation) -> list[tuple[str, metrics.Confusion]]:
+    """Where the policy's threshold, and the recommended one, sit on the curves."""
+    group = result.languages[lang]
+    points = [(f"policy {group.threshold:g}", group.confusion)]
+    if (rec := result.recommended.get(lang)) is not None:
+        points.append((f"recommended {rec.threshold:g}", rec.confusion))
+    return points
+
+
 def _language_section(index: int, lang: str, result: Evaluation) -> str:
     scores, labels = result.scores[lang]
     ident = f"l{index}"
-    pr = charts.curves(f"{ident}-pr", f"Precision-recall, {lang}", {lang: metrics.pr_points(scores, labels)},
-                       "Recall", "Precision")  # fmt: skip
+    points = _operating_points(lang, result)
+    pr_line = {lang: metrics.pr_points(scores, labels)}
+    pr = charts.curves(f"{ident}-pr", f"Precision-recall, {lang}", pr_line, "Recall", "Precision",
+                       [(c.recall, c.precision, name) for name, c in points])  # fmt: skip
     roc_line = {lang: [*metrics.roc_points(scores, labels), (1.0, 1.0)]}
-    roc = charts.curves(f"{ident}-roc", f"ROC, {lang}", roc_line,
-                        "False-positive rate", "True-positive rate")  # fmt: skip
+    roc = charts.curves(f"{ident}-roc", f"ROC, {lang}", roc_line, "False-positive rate", "True-positive rate",
+                        [(c.fpr, c.recall, name) for name, c in points])  # fmt: skip
     safe = metrics.histogram([s for s, u in zip(scores, labels, strict=True) if not u], _BINS)
     unsafe = metrics.histogram([s for s, u in zip(scores, labels, strict=True) if u], _BINS)
     bins = [f"{i / _BINS:.2f}" for i in range(_BINS)]

@@ -115,6 +115,7 @@ class Guard:
         max_screen_tokens: int = 64 * 512,
     ) -> None:
         self._classifier = classifier
+        self._token_counter = budget.token_counter(classifier)  # a Protocol check per request is slow
         self._timeout_s = timeout_s
         self._max_screen_tokens = max_screen_tokens
         self._language_of = language_of
@@ -172,7 +173,7 @@ class Guard:
     ) -> Screening | None:
         """The refusal when ``texts`` exceed the screening budget (counted before any model call)."""
         limit = policy.max_screen_tokens or self._max_screen_tokens
-        tokens = await budget.count_tokens(self._classifier, texts, limit)
+        tokens = await budget.count_tokens(self._token_counter, texts, limit)
         if tokens <= limit:
             return None
         verdict = Verdict(Action.BLOCK, NO_SCORE, threshold, (), (), None)

@@ -10,9 +10,10 @@ Facts from https://docs.anthropic.com/en/api/messages-streaming.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from httpx_sse import ServerSentEvent
 
@@ -22,7 +23,10 @@ from crest_proxy.screening.holdback import Release, StreamScreener
 from crest_proxy.streaming.dialect import Step
 from crest_proxy.streaming.sse import json_frame, json_of
 from crest_proxy.wire.anthropic import REFUSAL
-from crest_proxy.wire.structured import read_json_text
+from crest_proxy.wire.structured import object_strings, put_value, read_json_text, value_at
+
+if TYPE_CHECKING:
+    from crest_proxy.screening.guard import Screening
 
 Key = tuple[int, str]  # (content block index, lane field)
 
@@ -36,6 +40,8 @@ _FIELD_DELTAS = {field: (kind, attr) for kind, (field, attr) in _DELTAS.items()}
 # Content block type -> its lane field.
 _BLOCKS = {"text": "text", "thinking": "thinking", "tool_use": "input", "server_tool_use": "input"}
 _PASSING = frozenset({"ping", "message_delta"})
+# Block fields that are ids, signatures or the streamed input itself, not text sent whole at the start.
+_BLOCK_IDS = frozenset({"type", "id", "input", "signature", "tool_use_id", "data", "encrypted_content"})
 
 
 class MessageStream:
@@ -51,6 +57,7 @@ class MessageStream:
         # (``\\u006b``, ``\\n``) cannot hide a word from the classifier (red team, as issue 13 for OpenAI).
         self._json: dict[int, list[str]] = {}
         self._output_tokens = 0
+        self._wholes = 0
         self.outcome = "completed"
 
     async def feed(self, event: ServerSentEvent) -> Step:
@@ -95,8 +102,15 @@ class MessageStream:
 
     async def _start(self, data: dict[str, Any]) -> Step:
         index, block = _index(data), data.get("content_block")
-        field = _BLOCKS.get(str(block.get("type"))) if isinstance(block, dict) else None
-        if not isinstance(block, dict) or field is None or not self._screens(field):
+        if not isinstance(block, dict):
+            return Step((_frame(data),))
+        field = _BLOCKS.get(str(block.get("type")))
+        if self._screens(field or "text") and field in (None, "input"):
+            checked = await self._whole_strings(index, block)
+            if isinstance(checked, Release):
+                return self._blocked(checked.key, checked)
+            data = {**data, "content_block": (block := checked)}
+        if field is None or not self._screens(field):
             return Step((_frame(data),))
         self._lanes[index] = field
         early = _early_text(block, field)  # text sent whole in the start event skips no hold-back
@@ -110,11 +124,35 @@ class MessageStream:
         release = await self._screener.push((index, field), early)
         return step + self._released(index, field, release)
 
+    async def _whole_strings(self, index: int, block: dict[str, Any]) -> dict[str, Any] | Release:
+        """A block's strings that arrive whole in its start event (a tool's name, any string of a block type
+        this module does not stream), screened now: passed on as they were, they went out unread (red team).
+        """
+        paths = [p for p, is_key in object_strings(block) if not is_key and p[0] not in _BLOCK_IDS]
+        if not paths:
+            return block
+        out = copy.deepcopy(block)
+
+        def rebuild(screening: Screening) -> str:
+            for path, text in zip(paths, screening.redacted_texts(), strict=True):
+                put_value(out, path, text)
+            return ""
+
+        texts = [str(value_at(block, p)) for p in paths]
+        self._wholes += 1  # each whole text is a lane of its own (a closed lane cannot be screened again)
+        release = await self._screener.screen_whole((index, f"whole{self._wholes}"), texts, rebuild)
+        return release if release.blocked else out
+
     async def _delta(self, data: dict[str, Any]) -> Step:
         index, delta = _index(data), data.get("delta")
         kind = delta.get("type") if isinstance(delta, dict) else None
+        if kind == "citations_delta" and isinstance(delta, dict) and self._screen_text:
+            checked = await self._whole_strings(index, delta)  # a citation quotes text (red team)
+            if isinstance(checked, Release):
+                return self._blocked(checked.key, checked)
+            return Step((_frame({**data, "delta": checked}),))
         if kind not in _DELTAS or not self._screens(_DELTAS[str(kind)][0]):
-            return Step((_frame(data),))  # signature and citation deltas, unscreened lanes
+            return Step((_frame(data),))  # signature deltas, unscreened lanes
         # A text delta is screened whatever block it claims to be in (one of unknown type, none, another
         # kind's): a client that prints deltas would show it (red team).
         field = self._lanes.setdefault(index, _DELTAS[str(kind)][0])

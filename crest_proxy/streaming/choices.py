@@ -18,6 +18,7 @@ from crest_proxy.policy.model import Policy
 from crest_proxy.screening.decision import FAIL_CLOSED_MESSAGE
 from crest_proxy.screening.holdback import Release, StreamScreener
 from crest_proxy.streaming.chunks import (
+    MESSAGE_FIELDS,
     ChoiceText,
     Key,
     chat_delta,
@@ -44,6 +45,10 @@ class _Flush:
 
     parts: list[tuple[Key, str]]
     blocked: Release | None = None
+
+
+# Per-token logprob lists of a chat choice and the field whose text their tokens spell.
+_TOKEN_LISTS = {"content": "delta.content", "refusal": "delta.refusal"}
 
 
 class ChoiceStream:
@@ -117,12 +122,13 @@ class ChoiceStream:
     async def _choice(self, choice: dict[str, Any]) -> tuple[dict[str, Any] | None, Step]:
         """The choice as it may be sent now, and what follows the chunk (finish, block)."""
         idx = choice_index(choice)
+        _check_delta(choice)
         if idx in self._ended:
             return None, Step()  # blocked before: the upstream's later deltas for it are dropped
         texts = choice_texts(
             choice, idx, endpoint=self._endpoint, text=self._screen_text, tools=self._screen_tools
         )
-        if not texts and idx not in self._lanes:
+        if not texts and idx not in self._lanes and not (self._screen_text and choice.get("logprobs")):
             return choice, Step()  # nothing screened in this choice (yet)
         part = copy.deepcopy(choice)
         self._hold_logprobs(idx, part)
@@ -224,7 +230,20 @@ class ChoiceStream:
     def _release_logprobs(self, idx: int) -> dict[str, Any] | None:
         held = self._logprobs.pop(idx, None)
         changed = any(self._screener.redacted(key) for key in self._lanes.get(idx, []))
-        return None if changed else held
+        return None if changed or held is None or not self._spelled(idx, held) else held
+
+    def _spelled(self, idx: int, held: dict[str, Any]) -> bool:
+        """Whether the chosen tokens spell exactly the text released: tokens are text too (red team), and
+        only tokens of screened text may go out."""
+        lists = _TOKEN_LISTS if self._chat else {"tokens": "text"}
+        for name, inside in lists.items():
+            tokens = held.get(name)
+            if tokens is None:
+                continue
+            words = _token_strings(tokens)
+            if words is None or "".join(words) != self._screener.released((idx, inside, None)):
+                return False
+        return True
 
     def _text_chunk(self, idx: int, parts: list[tuple[Key, str]]) -> bytes:
         if not self._chat:
@@ -256,3 +275,21 @@ def choice_count(endpoint: str, body: dict[str, Any]) -> int:
         return n
     # A list of strings or of token arrays is several prompts; a flat list of token ids is one.
     return n * len(prompt) if all(isinstance(p, (str, list)) for p in prompt) else n
+
+
+def _token_strings(tokens: Any) -> list[str] | None:
+    """The chosen tokens of a logprobs list (chat: objects with ``token``; completions: strings)."""
+    if not isinstance(tokens, list):
+        return None
+    words = [t.get("token") if isinstance(t, dict) else t for t in tokens]
+    strings = [w for w in words if isinstance(w, str)]
+    return strings if len(strings) == len(words) else None
+
+
+def _check_delta(choice: dict[str, Any]) -> None:
+    """A delta's message text is a string: parts or objects there would pass unread (red team)."""
+    delta = choice.get("delta")
+    if isinstance(delta, dict) and any(
+        not isinstance(delta.get(name), (str, type(None))) for name in MESSAGE_FIELDS
+    ):
+        raise StreamBroken("the upstream sent a delta whose text is not a string")

@@ -28,16 +28,19 @@ from crest_proxy.streaming.response_texts import (
     text_at,
 )
 from crest_proxy.streaming.sse import json_frame, json_of
-from crest_proxy.wire.structured import read_json_text
+from crest_proxy.wire.structured import object_strings, put_value, read_json_text, value_at
 
 if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent
+
+    from crest_proxy.screening.guard import Screening
 
 Key = tuple[int, str, int | None]  # (output_index, lane field, content/summary index)
 
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _SNAPSHOTS = frozenset({"response.created", "response.in_progress", "response.queued"})
 _IDS = ("item_id", "output_index", "content_index", "summary_index")
+_EVENT_FIELDS = frozenset({"type", "sequence_number", *_IDS})
 
 
 class ResponseStream:
@@ -152,7 +155,29 @@ class ResponseStream:
                 return self._blocked(item.key, item)
             self._items[index] = item
             data = {**data, "item": item}
+        elif lanes().get(kind.rpartition(".")[0]) is None:
+            return await self._screened_event(data)
         return Step((self._frame(data),))
+
+    async def _screened_event(self, data: dict[str, Any]) -> Step:
+        """An event of no lane (annotations, a vendor's or a newer API's delta): its strings screened whole.
+
+        Passed on as it was, a ``response.output_text.annotation.added`` title or an unknown ``*.delta``
+        reached the client unread (red team).
+        """
+        paths = [p for p, is_key in object_strings(data) if not is_key and p[0] not in _EVENT_FIELDS]
+        if not paths:
+            return Step((self._frame(data),))
+        event = copy.deepcopy(data)
+
+        def rebuild(screening: Screening) -> str:
+            for path, text in zip(paths, screening.redacted_texts(), strict=True):
+                put_value(event, path, text)
+            return ""
+
+        key = ("event", self._seq)
+        release = await self._screener.screen_whole(key, [value_at(data, p) for p in paths], rebuild)
+        return self._blocked(key, release) if release.blocked else Step((self._frame(event),))
 
     async def _terminal(self, data: dict[str, Any]) -> Step:
         step = await self._release_all()

@@ -7,6 +7,8 @@ narrows a brute force and tells a tenant which upstream account it shares (issue
 
 from __future__ import annotations
 
+import functools
+
 import httpx
 
 KEY_FRAGMENT = 8  # characters of an upstream key that may not reach a client verbatim
@@ -18,10 +20,14 @@ def masked(response: httpx.Response, content: bytes) -> httpx.Response:
     """A read copy of ``response`` holding ``content``, with the upstream key masked in headers and errors."""
     secret = sent_key(response.request)
     headers = [
-        (name, mask_key_fragments(value, secret))
+        (name, value)
         for name, value in response.headers.multi_items()
         if name.lower() not in _BODY_FRAMING  # ``content`` is already decoded and whole
     ]
+    # One search over all the values (a header value holds no NUL) before masking each: most answers
+    # quote no piece of the key, and masking every header costs a search per piece per header.
+    if _holds_fragment("\0".join(value for _, value in headers), secret):
+        headers = [(name, mask_key_fragments(value, secret)) for name, value in headers]
     if response.status_code >= 400 and secret:
         content = mask_key_fragments(content.decode("utf-8", "replace"), secret).encode("utf-8")
     return httpx.Response(response.status_code, headers=headers, content=content, request=response.request)
@@ -39,10 +45,9 @@ def mask_key_fragments(text: str, secret: str | None) -> str:
     Upstreams quote keys in their errors ("Incorrect API key provided: sk-abc***xyz"); a partial key still
     narrows a brute force and tells a tenant which upstream account it shares (issue 14).
     """
-    if not secret or len(secret) < KEY_FRAGMENT or len(text) < KEY_FRAGMENT:
+    if not _holds_fragment(text, secret):
         return text
-    pieces = {secret[i : i + KEY_FRAGMENT] for i in range(len(secret) - KEY_FRAGMENT + 1)}
-    spans = sorted(span for piece in pieces for span in _occurrences(text, piece))
+    spans = sorted(span for piece in _fragments(secret or "") for span in _occurrences(text, piece))
     if not spans:
         return text
     out: list[str] = []
@@ -55,6 +60,19 @@ def mask_key_fragments(text: str, secret: str | None) -> str:
         done = max(done, end)
     out.append(text[done:])
     return "".join(out)
+
+
+def _holds_fragment(text: str, secret: str | None) -> bool:
+    """True when ``text`` holds any 8-character piece of ``secret``."""
+    if not secret or len(secret) < KEY_FRAGMENT or len(text) < KEY_FRAGMENT:
+        return False
+    return any(piece in text for piece in _fragments(secret))
+
+
+@functools.lru_cache(maxsize=256)
+def _fragments(secret: str) -> frozenset[str]:
+    """Every 8-character piece of ``secret``: a tenant's key is the same on each of its requests."""
+    return frozenset(secret[i : i + KEY_FRAGMENT] for i in range(len(secret) - KEY_FRAGMENT + 1))
 
 
 def _occurrences(text: str, piece: str) -> list[tuple[int, int]]:

@@ -76,9 +76,14 @@ def _block(block: Mapping[str, Any], path: JsonPath, role: str) -> Slots:
     if "input" in block:  # tool_use, server_tool_use, mcp_tool_use: the input is JSON the model wrote
         yield from _string(block.get("name"), (*path, "name"), role, "tool_arguments")
         yield from _leaves(block["input"], (*path, "input"), role, "tool_arguments")
-    if kind in ("tool_result", "mcp_tool_result"):
-        yield from _string(block.get("content"), (*path, "content"), "tool", "tool_output")
-        yield from _blocks(block.get("content"), (*path, "content"), "tool")
+    if kind in ("tool_result", "mcp_tool_result"):  # tool output is often JSON: read decoded (red team)
+        yield from _json_string(block.get("content"), (*path, "content"), "tool", "tool_output")
+        for k, inner in _items(block.get("content")):
+            where = (*path, "content", k)
+            if inner.get("type") == "text":
+                yield from _json_string(inner.get("text"), (*where, "text"), "tool", "tool_output")
+            else:
+                yield from _block(inner, where, "tool")
     elif isinstance(block.get("content"), list):  # search_result and other containers of blocks
         yield from _blocks(block["content"], (*path, "content"), role)
     source = block.get("source")
@@ -128,6 +133,11 @@ def _at(root: Any, path: JsonPath) -> Any:
 # --- texts out ------------------------------------------------------------------------------------------
 
 
+# Answer blocks whose texts are read field by field above; any other block type is read whole.
+KNOWN_ANSWER_BLOCKS = ("text", "thinking", "redacted_thinking", "tool_use", "server_tool_use", "mcp_tool_use")
+_OPAQUE = frozenset({"type", "id", "tool_use_id", "signature", "data", "encrypted_content", "url"})
+
+
 def response_texts(body: Mapping[str, Any]) -> list[TextSlot]:
     """Every string of a Messages response the model wrote: text, tool_use input, thinking."""
     if not isinstance(body, Mapping):
@@ -140,7 +150,25 @@ def response_texts(body: Mapping[str, Any]) -> list[TextSlot]:
         if "input" in block:  # the tool's name is model-written too (red team)
             found += _string(block.get("name"), (*path, "name"), "assistant", "tool_arguments")
             found += _leaves(block["input"], (*path, "input"), "assistant", "tool_arguments")
+        for k, citation in _items(block.get("citations")):
+            cited = (*path, "citations", k, "cited_text")
+            found += _string(citation.get("cited_text"), cited, "assistant", "content")
+        if block.get("type") not in KNOWN_ANSWER_BLOCKS:  # search results, a newer API's blocks (red team)
+            found += _values(block, path)
     return found
+
+
+def _values(value: Any, path: JsonPath) -> Slots:
+    """Every string value inside a block of a type read whole (ids and encrypted payloads left out)."""
+    if isinstance(value, str):
+        yield TextSlot(path, value, "assistant", "content")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if key not in _OPAQUE:
+                yield from _values(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            yield from _values(item, (*path, k))
 
 
 # --- validation -----------------------------------------------------------------------------------------
@@ -245,6 +273,18 @@ def block_message(response: Mapping[str, Any], text: str) -> dict[str, Any]:
 def _string(value: Any, path: JsonPath, role: str | None, kind: str) -> Slots:
     if isinstance(value, str):
         yield TextSlot(path, value, role, kind)
+
+
+def _json_string(value: Any, path: JsonPath, role: str, kind: str) -> Slots:
+    """A string that may hold JSON: its keys and string values when it does, else the string itself."""
+    if not isinstance(value, str):
+        return
+    doc = structured.decode(value)
+    if doc is None:
+        yield TextSlot(path, value, role, kind)
+        return
+    for inner, text, key in structured.strings(doc):
+        yield TextSlot(path, text, role, kind, inner=inner, key=key)
 
 
 def _items(value: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:

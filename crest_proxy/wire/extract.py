@@ -63,21 +63,26 @@ def misplaced(
     into it (``content`` as an array of parts), a value another row of the same path takes (a prompt as
     token ids) too; numbers and booleans carry no words.
     """
-    rows = endpoints.fields(endpoint, direction)
+    rows, patterns = _all_rows(endpoint, direction)
     if not isinstance(body, Mapping):
         return []
-    matches = find_all(body, _patterns(rows))
+    matches = find_all(body, patterns)
     found = [(row, m) for row in rows for m in matches.get(row.path, ()) if isinstance(m.value, (dict, list))]
     return [m.path for row, m in found if not _readable(rows, row, m.value)]
 
 
 def _readable(rows: tuple[TextField, ...], row: TextField, value: Any) -> bool:
     """Whether a container at ``row``'s place is read (a row of that path takes it, or one reads into it)."""
-    # A deeper row reads into an array when its next step is one over elements, into an object otherwise.
-    deeper = (row.path + "[",) if isinstance(value, list) else (row.path + ".", row.path + "{")
-    return any(
-        (other.path == row.path and _takes(other, value)) or other.path.startswith(deeper) for other in rows
-    )
+    if any(other.path == row.path and _takes(other, value) for other in rows):
+        return True
+    if not isinstance(value, list):
+        return any(other.path.startswith((row.path + ".", row.path + "{")) for other in rows)
+    # A deeper row reads into an array: its elements themselves (``prompt[*]``, checked there), or keys of
+    # its elements (``content[*].text``), which only objects have: ``[["kaboom"]]`` went out unread.
+    steps = [other.path[len(row.path) :] for other in rows if other.path.startswith(row.path + "[")]
+    if any(step.endswith("]") and step.count("[") == 1 for step in steps):
+        return True
+    return bool(steps) and all(type(element) is dict for element in value)
 
 
 def _takes(row: TextField, value: Any) -> bool:
@@ -115,8 +120,11 @@ def _in_body_order(found: list[tuple[TextField, TextSlot]]) -> list[TextSlot]:
 
 
 @functools.lru_cache(maxsize=64)
-def _patterns(rows: tuple[TextField, ...]) -> tuple[str, ...]:
-    return tuple(row.path for row in rows)
+def _all_rows(endpoint: str, direction: Direction) -> tuple[tuple[TextField, ...], tuple[str, ...]]:
+    """Every row of one endpoint and direction, and their patterns (keyed by name: hashing the rows, as
+    a cache keyed by them would, cost more than the walk)."""
+    rows = endpoints.fields(endpoint, direction)
+    return rows, tuple(row.path for row in rows)
 
 
 @functools.lru_cache(maxsize=1024)

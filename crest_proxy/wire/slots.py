@@ -124,7 +124,7 @@ def _reencoded(original: str, changes: Mapping[tuple[int, ...], str]) -> str:
     doc = structured.decode(original)
     if doc is None:
         raise ValueError("a decoded-JSON slot points at a string that is not JSON")
-    return structured.encode(structured.replace(doc, changes))
+    return structured.splice(original, structured.replace(doc, changes))
 
 
 def _string_at(root: Any, path: JsonPath) -> str:

@@ -9,10 +9,12 @@ all seen and re-encoding keeps the document's structure exactly; only replaced s
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+_STRING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 InnerPath = tuple[int, ...]  # array index, or (pair index, 0 = key / 1 = value) inside an object
 
 # Schema keywords whose string values (or strings inside them) a model reads as prose.
@@ -81,6 +83,25 @@ def _free_key(owner: Pairs, text: str, pair: list[Any]) -> str:
     return new
 
 
+def splice(raw: str, changed: Any) -> str:
+    """``raw`` with only the strings that differ in ``changed`` (``decode(raw)``, edited) rewritten.
+
+    Spacing, number spelling and escapes outside the replaced strings stay byte-identical (red team: a
+    re-encoded document changed every byte around one redacted value). String tokens appear in the text in
+    the order ``strings`` yields them, so the n-th token is the n-th string.
+    """
+    tokens = list(_STRING_TOKEN.finditer(raw))
+    texts = [text for _, text, _ in strings(changed)]
+    if len(tokens) != len(texts):  # not the document ``changed`` came from: write it out whole
+        return encode(changed)
+    out, at = [], 0
+    for token, text in zip(tokens, texts, strict=True):
+        if json.loads(token.group()) != text:
+            out += [raw[at : token.start()], json.dumps(text, ensure_ascii=False)]
+            at = token.end()
+    return "".join(out) + raw[at:]
+
+
 def encode(doc: Any) -> str:
     """``doc`` as JSON text (UTF-8 kept as is, pairs written as objects)."""
     if isinstance(doc, Pairs):
@@ -107,7 +128,7 @@ class JsonText:
         }
         if not changes:
             return self.raw
-        return encode(replace(decode(self.raw), changes))
+        return splice(self.raw, replace(decode(self.raw), changes))
 
 
 def read_json_text(raw: str) -> JsonText:
@@ -180,3 +201,15 @@ def _prose(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str 
             if isinstance(key, str):
                 yield (*path, key), True
                 yield from _prose(element, (*path, key))
+
+
+def value_at(root: Any, path: tuple[str | int, ...]) -> Any:
+    """The value at ``path`` inside decoded JSON ``root``."""
+    for step in path:
+        root = root[step]
+    return root
+
+
+def put_value(root: Any, path: tuple[str | int, ...], value: Any) -> None:
+    """Put ``value`` at ``path`` (non-empty) inside decoded JSON ``root``."""
+    value_at(root, path[:-1])[path[-1]] = value

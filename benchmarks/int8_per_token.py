@@ -1,4 +1,7 @@
-"""Per-token int8 activation scales: make a dynamically quantized graph score each text batch-independently.
+"""A benchmark candidate (issue 14), not shipped: per-token int8 activation scales in the ONNX graph.
+
+Batch-independent like running int8 rows one by one, but measured slower than that on CREST-Base
+(benchmarks/adversarial.py, "int8 recipes"), so crest-proxy runs int8 rows alone instead.
 
 ORT's dynamic quantization inserts ``DynamicQuantizeLinear`` before every int8 MatMul. That op picks ONE
 scale for the whole activation tensor: every row and every padding position of the batch. A batch-mate
@@ -14,8 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# Recorded in the artifact recipe: a different quantization recipe must be a different cache entry.
-RECIPE = "dynamic-int8-per-token-v2"
 _ZERO_POINT = 128
 _LEVELS = 127.0
 # A token whose activations are all zero would divide by zero; any tiny positive scale maps it to 0.
@@ -151,3 +152,22 @@ def _hidden_widths(graph: Any) -> dict[str, int]:
         for n in graph.node
         if n.op_type == "MatMulInteger" and n.input[0] in producers and n.input[1] in weights
     }
+
+
+def per_token_graph(fp32_model: Path, out: Path, preset: str) -> Path:
+    """Quantize ``fp32_model`` (attention MatMuls left fp32) and rewrite it to per-token scales."""
+    import warnings
+
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    exclude = activation_matmuls(fp32_model)
+    config = getattr(AutoQuantizationConfig, preset)(
+        is_static=False, per_channel=True, nodes_to_exclude=exclude
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantizer = ORTQuantizer.from_pretrained(fp32_model.parent, file_name=fp32_model.name)
+        quantizer.quantize(config, save_dir=out)
+    rewrite_per_token(out / "model_quantized.onnx")
+    return out / "model_quantized.onnx"
