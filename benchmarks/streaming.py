@@ -31,7 +31,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.servers import serve  # noqa: E402  (the same loopback server the tests use)
+from tests.support.servers import serve  # noqa: E402  (the same loopback server the tests use)
 
 WORDS = [
     "the",

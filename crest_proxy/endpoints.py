@@ -22,8 +22,10 @@ from crest_proxy.types import Direction
 #   schema - a JSON Schema object (tool parameters, structured-output schemas): every property name and
 #            every string inside it (description, title, enum, default, pattern, format, vendor keywords …)
 #            but the structural ones (type, $ref, required …), at any depth;
-#   tokens - token ids (an array of integers): the classifier cannot read them (policy: inbound.token_inputs).
-Kind = Literal["text", "json", "schema", "tokens"]
+#   tokens - token ids (an array of integers): the classifier cannot read them (policy: inbound.token_inputs);
+#   data_url - a file sent inline (``data:text/plain;base64,…``): a textual file is decoded and screened as
+#            text, a redaction re-encoded in place; binary files (PDF, images) pass (``wire.data_url``).
+Kind = Literal["text", "json", "schema", "tokens", "data_url"]
 StreamStyle = Literal["choices", "events", "none"]
 IN, OUT = Direction.INBOUND, Direction.OUTBOUND
 ITEM_ROLE = "<item>"  # the role is the ``role`` of the message/item the path runs through
@@ -137,6 +139,7 @@ def _chat_message(role: str) -> tuple[tuple[object, ...], ...]:
         ("content[*].refusal", "text", role, "refusal"),
         ("refusal", "text", role, "refusal"),
         ("reasoning_content", "text", role, "reasoning"),  # LiteLLM and OpenAI-compatible servers
+        ("reasoning", "text", role, "reasoning"),  # vLLM and OpenRouter name the same text this way
         ("name", "text", role, "name"),
         ("tool_calls[*].function.name", "text", role, _CALL),
         ("tool_calls[*].function.arguments", "json", role, _CALL),
@@ -160,6 +163,8 @@ CHAT = [
         ("content[*].text", "json", R, "tool_output"),
         ("name", "text", R, "name"),
     ),  # fmt: skip
+    # A file part sent inline: a text/plain (JSON, CSV …) file is text the model reads.
+    *_rows("chat.completions", IN, "messages[*].", ("content[*].file.file_data", "data_url", R, "file")),
     *_rows("chat.completions", IN, "tools[*].function.", *_tool_schema("")),
     *_rows(
         "chat.completions",
@@ -262,6 +267,14 @@ RESPONSES = [
         *_responses_tools(),
     ),  # fmt: skip
     *_rows("responses", IN, "input", *_responses_items()),
+    *_rows(
+        "responses",
+        IN,
+        "input",
+        *_item("message", ("content[*].file_data", "data_url", R, "file")),
+        *_item("function_call_output", ("output[*].file_data", "data_url", "tool", "tool_output")),
+        *_item("custom_tool_call_output", ("output[*].file_data", "data_url", "tool", "tool_output")),
+    ),  # fmt: skip
     *_rows("responses", OUT, "output", *_responses_items()),
 ]
 

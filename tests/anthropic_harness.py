@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,13 @@ class AnthropicHarness:
     fake: FakeAnthropic
     audit: JsonlAuditSink
     app: Any
+    opened: list[anthropic.Anthropic] = field(default_factory=list)  # closed with the harness (see Harness)
 
     def client(self, tenant: str = "claude", **kwargs: Any) -> anthropic.Anthropic:
         """The real Anthropic SDK pointed at the proxy (it appends ``/v1`` itself)."""
-        return anthropic.Anthropic(base_url=self.url, api_key=key_of(tenant), max_retries=0, **kwargs)
+        sdk = anthropic.Anthropic(base_url=self.url, api_key=key_of(tenant), max_retries=0, **kwargs)
+        self.opened.append(sdk)
+        return sdk
 
     def async_client(self, tenant: str = "claude", **kwargs: Any) -> anthropic.AsyncAnthropic:
         """The real async Anthropic SDK pointed at the proxy."""
@@ -104,4 +107,9 @@ def running_anthropic_proxy(
             settings, policies=policies, classifier=classifier, transport=transport, environ=environ
         )
         url = stack.enter_context(serve(app))
-        yield AnthropicHarness(url, fake, app.state.gateway.audit, app)
+        harness = AnthropicHarness(url, fake, app.state.gateway.audit, app)
+        try:
+            yield harness
+        finally:
+            for sdk in harness.opened:
+                sdk.close()

@@ -9,6 +9,7 @@ new *container* (a new item type) needs a line in ``ITEM_DEFAULTS``.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from typing import Any
@@ -21,6 +22,8 @@ UNSAFE = "Fine. Steps: kaboom now."
 UNSAFE_JSON = '{"q": "Fine. Steps: \\u006baboom now."}'
 UNSAFE_SCHEMA = {"type": "object", "properties": {"q": {"type": "string", "description": UNSAFE}}}
 SAFE = "Hi there."
+# The sentence as a text file sent inline: its bytes (base64) do not contain the word either.
+UNSAFE_FILE = f"data:text/plain;base64,{base64.b64encode(UNSAFE.encode()).decode()}"
 
 # What an item of each Responses type needs besides the text under test.
 ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -55,7 +58,7 @@ def leaf(row: TextField) -> Any:
     """The unsafe value placed at ``row``: text, a JSON document, a JSON Schema, or a whole item."""
     if row.path.endswith("]") and "!=" in row.path.rsplit("[", 1)[-1]:  # a whole item of an unknown type
         return {"type": "vendor_item", "id": "vi_1", "note": UNSAFE}
-    return {"json": UNSAFE_JSON, "schema": UNSAFE_SCHEMA}.get(row.kind, UNSAFE)
+    return {"json": UNSAFE_JSON, "schema": UNSAFE_SCHEMA, "data_url": UNSAFE_FILE}.get(row.kind, UNSAFE)
 
 
 def place(row: TextField, value: Any, *, pattern: str | None = None) -> dict[str, Any]:
@@ -104,13 +107,14 @@ def _complete(endpoint: str, body: dict[str, Any], *, outbound: bool) -> dict[st
 
 # --- chat ----------------------------------------------------------------------------------------------
 
-_ASSISTANT_ONLY = ("tool_calls", "function_call", "refusal", "reasoning_content", "audio")
+_ASSISTANT_ONLY = ("tool_calls", "function_call", "refusal", "reasoning_content", "reasoning", "audio")
 
 
 def _chat_message(message: dict[str, Any]) -> dict[str, Any]:
     parts = message.get("content") if isinstance(message.get("content"), list) else []
     for part in parts:
-        part.setdefault("type", "refusal" if "refusal" in part else "text")
+        part.setdefault("type", "refusal" if "refusal" in part else "file" if "file" in part else "text")
+        _merge(part, {"file": {"filename": "notes.txt"}} if "file" in part else {})
     assistant = any(k in message for k in _ASSISTANT_ONLY) or any("refusal" in p for p in parts)
     message.setdefault("role", "assistant" if assistant else "user")
     if message["role"] in ("tool", "function"):
@@ -178,6 +182,7 @@ def _item(item: dict[str, Any], n: int, *, outbound: bool) -> dict[str, Any]:
         assistant = outbound or any("refusal" in p for p in parts)
         for part in parts:
             text_type = "output_text" if assistant else "input_text"
+            _merge(part, {"type": "input_file", "filename": "notes.txt"} if "file_data" in part else {})
             _merge(part, {"type": "refusal" if "refusal" in part else text_type})
             _merge(part, {"annotations": []} if part["type"] == "output_text" else {})
         _merge(item, {"type": "message", "role": "assistant" if assistant else "user"})
@@ -190,6 +195,7 @@ def _item(item: dict[str, Any], n: int, *, outbound: bool) -> dict[str, Any]:
     if kind.endswith("_output") and isinstance(item.get("output"), list):
         for part in item["output"]:
             _merge(part, {"type": "input_text"} if "text" in part else {})
+            _merge(part, {"type": "input_file", "filename": "notes.txt"} if "file_data" in part else {})
     if "tools" in item and kind == "mcp_list_tools":
         for tool in item["tools"]:
             _merge(tool, {"name": "lookup", "input_schema": {}})
@@ -270,7 +276,7 @@ def chat_chunks(response: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _message_deltas(message: dict[str, Any]) -> list[dict[str, Any]]:
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-    for name in ("content", "refusal", "reasoning_content"):
+    for name in ("content", "refusal", "reasoning_content", "reasoning"):
         if isinstance(message.get(name), str):
             deltas += [{name: piece} for piece in halves(message[name])]
     for k, call in enumerate(message.get("tool_calls") or []):

@@ -22,7 +22,7 @@ from crest_proxy.audit.lock import AuditLogLocked
 from crest_proxy.cli import main
 from crest_proxy.types import AuditRecord
 from tests.postgres_server import PostgresServer, postgres_bin, started_server
-from tests.proxy_harness import running_proxy
+from tests.support.harness import running_proxy
 from tests.test_audit_server import Safe
 
 psycopg = pytest.importorskip("psycopg", reason="the db extra (psycopg) is not installed")

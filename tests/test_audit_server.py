@@ -28,8 +28,8 @@ from crest_proxy.policy.files import load_policies
 from crest_proxy.server.app import create_app
 from crest_proxy.settings import ServerSettings
 from crest_proxy.types import Score
-from tests.fake_upstream import FakeUpstream
-from tests.servers import serve
+from tests.support.servers import serve
+from tests.support.upstream import FakeUpstream
 from tests.test_audit_durability import Disk
 from tests.test_shutdown import free_port, wait_until_listening
 

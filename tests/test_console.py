@@ -311,7 +311,7 @@ def test_jsonl_export_is_the_lines_as_written(client: httpx.Client, log_path: Pa
 
 
 def test_serve_mounts_the_console_only_with_an_admin_key(tmp_path: Path, classifier: Any) -> None:
-    from tests.proxy_harness import running_proxy
+    from tests.support.harness import running_proxy
 
     (tmp_path / "a").mkdir()
     with running_proxy(tmp_path / "a", classifier) as h:

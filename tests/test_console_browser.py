@@ -14,8 +14,8 @@ from starlette.applications import Starlette
 
 from crest_proxy.console.app import console_routes
 from crest_proxy.console.reader import FileReader
-from tests.proxy_harness import Harness, running_proxy
 from tests.support.browser import browser, keep_screenshot, skip_without_chromium
+from tests.support.harness import Harness, running_proxy
 from tests.support.servers import serve
 from tests.test_console import record as make_record
 from tests.test_console import write_log

@@ -17,6 +17,7 @@ from crest_proxy.classifier.protocol import WorkKey
 from crest_proxy.policy.model import Policy
 from crest_proxy.screening.guard import Guard
 from crest_proxy.types import Action, Direction
+from tests.support.waiting import wait_for_async
 from tests.test_classifier_batching import fake_engine, trigger_ids
 
 LONG = "the " * 3000  # 7 windows of 512 tokens
@@ -74,7 +75,8 @@ async def test_a_short_request_runs_right_after_the_call_in_flight(trigger_model
         long = asyncio.ensure_future(classifier.classify([LONG], key=WorkKey("a", "big")))
         assert await asyncio.to_thread(runtime.entered.wait, 10)  # the long prompt's first window runs
         short = asyncio.ensure_future(classifier.classify([SHORT], key=WorkKey("b", "small")))
-        await asyncio.sleep(0.05)  # let the worker see it (no call can finish: the gate is shut)
+        # Both texts admitted (the long one's call is in flight; no call can finish: the gate is shut).
+        await wait_for_async(lambda: classifier.stats.queue_depth >= 2, what="the short request queued")
         runtime.gate.release(2)  # the call in flight, then exactly one more
         scores = await asyncio.wait_for(short, 10)
         assert [s.label for s in scores] == ["unsafe"]

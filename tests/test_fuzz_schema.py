@@ -15,7 +15,7 @@ import pytest
 
 from crest_proxy.classifier import CrestClassifier
 from tests.openapi_schemas import require_spec
-from tests.proxy_harness import Harness, key_of, running_proxy
+from tests.support.harness import Harness, key_of, running_proxy
 
 schemathesis = pytest.importorskip("schemathesis")
 requests = pytest.importorskip("requests")

@@ -19,9 +19,9 @@ from crest_proxy.policy.files import load_policies
 from crest_proxy.server.app import create_app
 from crest_proxy.server.connections import uvicorn_options
 from crest_proxy.settings import ServerSettings
-from tests.fake_upstream import FakeUpstream
-from tests.proxy_harness import key_of, write_policies
-from tests.servers import serve
+from tests.support.harness import key_of, write_policies
+from tests.support.servers import serve
+from tests.support.upstream import FakeUpstream
 from tests.support.waiting import wait_for
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}]}

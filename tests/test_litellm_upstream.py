@@ -1,7 +1,7 @@
 """``provider: litellm``: the OpenAI SDK -> crest-proxy -> litellm (mock answers or a fake OpenAI server).
 
 No network: models either use litellm's ``mock_response`` testing aid or ``openai/<model>`` with an
-``api_base`` on loopback (``tests/fake_upstream.py``), so the exact request litellm sent can be inspected.
+``api_base`` on loopback (``tests/support/upstream.py``), so the exact request litellm sent can be inspected.
 """
 
 from __future__ import annotations

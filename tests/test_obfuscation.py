@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.proxy_harness import Harness
+from tests.support.harness import Harness
 
 WORD = "kaboom"
 

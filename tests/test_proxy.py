@@ -327,8 +327,10 @@ def test_missing_and_unknown_keys_get_401(harness: Harness) -> None:
     response = harness.post("/v1/chat/completions", {"model": "m", "messages": []}, tenant=None)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
-    bad = openai.OpenAI(base_url=f"{harness.proxy_url}/v1", api_key="sk-nope", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
+    with (
+        openai.OpenAI(base_url=f"{harness.proxy_url}/v1", api_key="sk-nope", max_retries=0) as bad,
+        pytest.raises(openai.AuthenticationError),
+    ):
         bad.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     assert harness.upstream.received == []
 

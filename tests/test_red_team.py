@@ -146,7 +146,9 @@ def test_duplicate_keys_in_the_body_screen_what_the_upstream_reads(
     _clean_upstream(upstream)
 
 
-def test_unicode_escapes_and_surrogate_pairs_are_read_decoded(harness: Harness, upstream: RawUpstream) -> None:
+def test_unicode_escapes_and_surrogate_pairs_are_read_decoded(
+    harness: Harness, upstream: RawUpstream
+) -> None:
     raw = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"\\u006b\\u0061boom"}]}'
     assert harness.post("/v1/chat/completions", raw).status_code == 400
     math = "".join(f"\\ud835\\udc{0x1A + ord(c) - ord('a'):02x}" for c in WORD)  # math bold, as pairs
@@ -176,10 +178,6 @@ def test_odd_content_shapes_never_reach_the_upstream(
     _clean_upstream(upstream)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="file_data data URLs are passed unread; a text/plain (or JSON, CSV …) file is text the model reads",
-)
 def test_text_plain_file_parts_are_not_passed_unread(harness: Harness, upstream: RawUpstream) -> None:
     data = base64.b64encode(f"Please explain {WORD} in detail.".encode()).decode()
     part = {"type": "file", "file": {"filename": "notes.txt", "file_data": f"data:text/plain;base64,{data}"}}
@@ -188,10 +186,6 @@ def test_text_plain_file_parts_are_not_passed_unread(harness: Harness, upstream:
     _clean_upstream(upstream)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="file_data data URLs are passed unread; a text/plain (or JSON, CSV …) file is text the model reads",
-)
 def test_responses_text_plain_input_file_is_not_passed_unread(
     harness: Harness, upstream: RawUpstream
 ) -> None:
@@ -203,9 +197,7 @@ def test_responses_text_plain_input_file_is_not_passed_unread(
     _clean_upstream(upstream)
 
 
-@pytest.mark.parametrize(
-    "keyword", ["pattern", "$comment", "format", "contentMediaType", "x-note"]
-)
+@pytest.mark.parametrize("keyword", ["pattern", "$comment", "format", "contentMediaType", "x-note"])
 def test_schema_keywords_the_model_reads_are_screened(
     harness: Harness, upstream: RawUpstream, keyword: str
 ) -> None:
@@ -226,7 +218,6 @@ def test_more_obfuscations(harness: Harness, upstream: RawUpstream, word: str) -
     assert reply.status_code == 400, reply.text
 
 
-@pytest.mark.xfail(strict=True, reason="TS #39 gives no Latin prototype for Cherokee O (U+13BE) and a few more")
 def test_cherokee_lookalikes(harness: Harness, upstream: RawUpstream) -> None:
     reply = _post_chat(harness, {"messages": [{"role": "user", "content": "Tell me about ᏦᎪᏴᎾᎾᎷ now."}]})
     assert reply.status_code == 400, reply.text
@@ -236,11 +227,15 @@ def test_cherokee_lookalikes(harness: Harness, upstream: RawUpstream) -> None:
 
 
 def test_redacted_answer_does_not_leak_through_logprobs(harness: Harness, upstream: RawUpstream) -> None:
-    tokens = [{"token": t, "logprob": -0.1, "bytes": list(t.encode()), "top_logprobs": []} for t in ["ka", "boom"]]
+    tokens = [
+        {"token": t, "logprob": -0.1, "bytes": list(t.encode()), "top_logprobs": []} for t in ["ka", "boom"]
+    ]
     answer = _chat_answer(f"Say {WORD}.")
     answer["choices"][0]["logprobs"] = {"content": tokens, "refusal": None}
     upstream.answer_json(answer)
-    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}], "logprobs": True}, "redactor")
+    reply = _post_chat(
+        harness, {"messages": [{"role": "user", "content": "hi"}], "logprobs": True}, "redactor"
+    )
     assert reply.status_code == 200
     tokens_back = json.dumps(reply.json()["choices"][0].get("logprobs"))
     assert "boom" not in tokens_back
@@ -295,7 +290,9 @@ def test_plain_request_answered_with_a_stream(harness: Harness, upstream: RawUps
 # --- outbound: streams -------------------------------------------------------------------------------------
 
 
-def _stream(harness: Harness, upstream: RawUpstream, events: list[Any], tenant: str = "blocker", **body: Any) -> str:
+def _stream(
+    harness: Harness, upstream: RawUpstream, events: list[Any], tenant: str = "blocker", **body: Any
+) -> str:
     upstream.answer_events(events)
     request = {"messages": [{"role": "user", "content": "hi"}], "stream": True, **body}
     return _stream_text(_post_chat(harness, request, tenant))
@@ -383,7 +380,14 @@ def _responses_stream(harness: Harness, upstream: RawUpstream, events: list[dict
 
 
 def _response(output: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
-    return {"id": "r", "object": "response", "created_at": 1, "status": status, "model": "m", "output": output}
+    return {
+        "id": "r",
+        "object": "response",
+        "created_at": 1,
+        "status": status,
+        "model": "m",
+        "output": output,
+    }
 
 
 def _message_item(text: str, status: str = "completed") -> dict[str, Any]:
@@ -440,7 +444,9 @@ def test_responses_annotation_event(harness: Harness, upstream: RawUpstream) -> 
 
 def test_second_choice_of_n(harness: Harness, upstream: RawUpstream) -> None:
     answer = _chat_answer(SAFE)
-    answer["choices"].append({**answer["choices"][0], "index": 1, "message": {"role": "assistant", "content": WORD}})
+    answer["choices"].append(
+        {**answer["choices"][0], "index": 1, "message": {"role": "assistant", "content": WORD}}
+    )
     upstream.answer_json(answer)
     reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}], "n": 2})
     assert WORD not in reply.text
@@ -473,7 +479,9 @@ def test_redacted_tool_arguments_keep_every_other_byte(harness: Harness, upstrea
     assert json.loads(got)["b"] == [1, 2.5, "x"]
 
 
-def test_redacted_stream_tool_arguments_keep_every_other_byte(harness: Harness, upstream: RawUpstream) -> None:
+def test_redacted_stream_tool_arguments_keep_every_other_byte(
+    harness: Harness, upstream: RawUpstream
+) -> None:
     args = '{"b":[1,2.50],  "a":"Say kaboom now."}'
     call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": args[:12]}}
     more = {"index": 0, "function": {"arguments": args[12:]}}
@@ -512,14 +520,7 @@ def test_answer_content_of_an_odd_shape(harness: Harness, upstream: RawUpstream,
 @pytest.mark.parametrize(
     "field",
     [
-        pytest.param(
-            "reasoning",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="OpenRouter/vLLM `message.reasoning` has no registry row: adding one changes the README"
-                " table (python -m tests.test_registry_docs) and the matrix's streamed reasoning case",
-            ),
-        ),
+        "reasoning",
         "reasoning_content",
     ],
 )
@@ -541,7 +542,7 @@ def test_trigger_at_window_boundaries(harness: Harness, upstream: RawUpstream, w
     assert reply.status_code == 400, words
 
 
-# --- JSON a lenient parser reads -----------------------------------------------------------------------------
+# --- JSON a lenient parser reads ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -571,7 +572,95 @@ def test_duplicate_keys_inside_arguments_are_all_read(harness: Harness, upstream
 
 
 def test_split_across_messages_with_an_empty_one_between(harness: Harness, upstream: RawUpstream) -> None:
-    messages = [{"role": "user", "content": "Say ka"}, {"role": "user", "content": ""},
-                {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "boom"}]}]  # fmt: skip
+    parts = [{"type": "text", "text": ""}, {"type": "text", "text": "boom"}]
+    messages = [
+        {"role": "user", "content": "Say ka"},
+        {"role": "user", "content": ""},
+        {"role": "user", "content": parts},
+    ]
     assert _post_chat(harness, {"messages": messages}).status_code == 400
+    _clean_upstream(upstream)
+
+
+def test_responses_word_split_across_two_text_parts(harness: Harness, upstream: RawUpstream) -> None:
+    first = {"item_id": "m1", "output_index": 0, "content_index": 0}
+    second = {"item_id": "m1", "output_index": 0, "content_index": 1}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    text = _responses_stream(harness, upstream, [
+        {"type": "response.created", "response": _response([], "in_progress")},
+        {"type": "response.output_item.added", "output_index": 0, "item": _message_item("", "in_progress")},
+        {"type": "response.content_part.added", **first, "part": part},
+        {"type": "response.output_text.delta", **first, "delta": "Say ka"},
+        {"type": "response.output_text.done", **first, "text": "Say ka"},
+        {"type": "response.content_part.added", **second, "part": part},
+        {"type": "response.output_text.delta", **second, "delta": "boom now."},
+        {"type": "response.output_text.done", **second, "text": "boom now."},
+        {"type": "response.completed", "response": _response([])},
+    ])  # fmt: skip
+    assert "boom now" not in text
+    item = _message_item("Say ka")
+    item["content"].append({"type": "output_text", "text": "boom now.", "annotations": []})
+    upstream.answer_json(_response([item]))
+    reply = harness.post("/v1/responses", {"model": "gpt-4o-mini", "input": "hi"})
+    assert "boom now" not in reply.text
+
+
+def test_streamed_tool_arguments_as_an_object(harness: Harness, upstream: RawUpstream) -> None:
+    call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": {"q": WORD}}}
+    text = _stream(harness, upstream, [
+        _chunk({"role": "assistant", "tool_calls": [call]}), _chunk({}, finish="tool_calls"), "[DONE]",
+    ])  # fmt: skip
+    assert WORD not in text
+    upstream.answer_json(_chat_answer(None, tool_calls=[{k: v for k, v in call.items() if k != "index"}]))
+    assert WORD not in _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}]}).text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the normalized view decodes no markup escapes: HTML character references and percent-encoding,"
+    " which a model reads easily, pass (decoding them in every text would need offset maps in normalize)",
+)
+@pytest.mark.parametrize(
+    "word", ["&#107;&#97;&#98;&#111;&#111;&#109;", "%6B%61%62%6F%6F%6D"], ids=["html", "percent"]
+)
+def test_markup_escapes(harness: Harness, upstream: RawUpstream, word: str) -> None:
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": f"Tell me about {word} now."}]})
+    assert reply.status_code == 400, reply.text
+
+
+def test_responses_lane_reused_after_done(harness: Harness, upstream: RawUpstream) -> None:
+    ids = {"item_id": "m1", "output_index": 0, "content_index": 0}
+    text = _responses_stream(harness, upstream, [
+        {"type": "response.created", "response": _response([], "in_progress")},
+        {"type": "response.output_item.added", "output_index": 0, "item": _message_item("", "in_progress")},
+        {"type": "response.output_text.delta", **ids, "delta": "Hi."},
+        {"type": "response.output_text.done", **ids, "text": "Hi."},
+        {"type": "response.output_text.delta", **ids, "delta": f"Say {WORD} now."},
+        {"type": "response.output_text.done", **ids, "text": f"Say {WORD} now."},
+        {"type": "response.completed", "response": _response([])},
+    ])  # fmt: skip
+    assert WORD not in text
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"id": "c", "object": "chat.completion.chunk", "choices": None, "delta": {"content": WORD}},
+        {"model": "m", "message": {"role": "assistant", "content": WORD}, "done": False},
+        {"type": "response.output_text.delta", "delta": WORD},
+    ],
+    ids=["top-level-delta", "ollama-native", "responses-event"],
+)
+def test_chunks_without_choices_carry_no_text(harness: Harness, upstream: RawUpstream, odd: Any) -> None:
+    text = _stream(harness, upstream, [
+        _chunk({"role": "assistant", "content": "hi"}), odd, _chunk({}, finish="stop"), "[DONE]",
+    ])  # fmt: skip
+    assert WORD not in text
+
+
+def test_schema_sent_as_a_json_string(harness: Harness, upstream: RawUpstream) -> None:
+    schema = json.dumps({"type": "object", "properties": {"q": {"type": "string", "description": WORD}}})
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}], "tools": [tool]})
+    assert reply.status_code == 400, reply.text
     _clean_upstream(upstream)

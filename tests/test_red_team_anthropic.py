@@ -58,9 +58,10 @@ def _json_strings(value: Any) -> Iterator[str]:
             yield from _json_strings(v)
     elif isinstance(value, str):
         try:
-            yield json.dumps(json.loads(value), ensure_ascii=False)
+            decoded = json.loads(value)
         except ValueError:
-            pass
+            return
+        yield json.dumps(decoded, ensure_ascii=False)
 
 
 def _stream(harness: AnthropicHarness, events: list[dict[str, Any]], tenant: str = "claude") -> str:
@@ -83,7 +84,7 @@ def _joined_input(text: str) -> str:
     [
         ['{"q": "\\u006b\\u0061boom"}'],
         ['{"q": "Steps:\\nkaboom"}'],
-        ['{"q": "ka', 'bo', 'om"}'],
+        ['{"q": "ka', "bo", 'om"}'],
         ['{"\\u006baboom": 1}'],
     ],
     ids=["unicode-escapes", "newline-escape", "split", "escaped-key"],
@@ -143,7 +144,6 @@ def test_text_delta_without_a_block_start(harness: AnthropicHarness) -> None:
     assert WORD not in _stream(harness, events)
 
 
-@pytest.mark.xfail(strict=True, reason="each content block is its own hold-back lane: no junction reading across blocks")
 def test_word_split_across_two_blocks(harness: AnthropicHarness) -> None:
     events = message_events([*text_events(["Say ka"], index=0), *text_events(["boom now."], index=1)])
     text = _stream(harness, events)
@@ -164,26 +164,34 @@ def _upstream_clean(harness: AnthropicHarness) -> None:
         assert WORD not in json.dumps(received.body, ensure_ascii=False)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"messages": [{"role": "user", "content": "hi"}], "tools": [{"name": WORD, "input_schema": {}}]},
-        {"messages": [{"role": "user", "content": [{"type": "mystery", "text": WORD}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "ka"},
-                                                   {"type": "text", "text": "boom"}]}]},
-        {"messages": [{"role": "user", "content": "hi"}],
-         "system": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": WORD}]},
-        {"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": WORD, "input": {}}]}]},
-        pytest.param(
-            {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
-                                                        "content": [{"type": "text", "text": '{"r": "\\u006baboom"}'}]}]}]},
-        ),
-        {"messages": [{"role": "user", "content": [{"type": "document", "source": {
-            "type": "text", "media_type": "text/plain", "data": f"About {WORD}."}}]}]},
-    ],
-    ids=["tool-name", "unknown-block", "split-with-empty-first", "system-blocks", "tool-use-name",
-         "tool-result-escape", "text-document"],
-)  # fmt: skip
+def _user(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": list(blocks)}]}
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+_HI = [{"role": "user", "content": "hi"}]
+_CACHED = {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}
+_TOOL_USE = {"type": "tool_use", "id": "t", "name": WORD, "input": {}}
+_RESULT = {"type": "tool_result", "tool_use_id": "t", "content": [_text('{"r": "\\u006baboom"}')]}
+_DOCUMENT = {
+    "type": "document",
+    "source": {"type": "text", "media_type": "text/plain", "data": f"About {WORD}."},
+}
+INBOUND = {
+    "tool-name": {"messages": _HI, "tools": [{"name": WORD, "input_schema": {}}]},
+    "unknown-block": _user({"type": "mystery", "text": WORD}),
+    "split-with-empty-first": _user(_text(""), _text("ka"), _text("boom")),
+    "system-blocks": {"messages": _HI, "system": [_CACHED, _text(WORD)]},
+    "tool-use-name": {"messages": [{"role": "assistant", "content": [_TOOL_USE]}]},
+    "tool-result-escape": _user(_RESULT),
+    "text-document": _user(_DOCUMENT),
+}
+
+
+@pytest.mark.parametrize("body", INBOUND.values(), ids=INBOUND.keys())
 def test_inbound_placements(harness: AnthropicHarness, body: dict[str, Any]) -> None:
     reply = _send(harness, body)
     assert reply.status_code == 400, reply.text
@@ -236,7 +244,9 @@ def test_tool_result_json_redaction_stays_valid_and_byte_exact(harness: Anthropi
     body = {"model": MODEL, "max_tokens": 20, "messages": [{"role": "user", "content": [block]}]}
     assert harness.post(body, tenant="redactor").status_code == 200
     sent = harness.fake.last.body["messages"][0]["content"][0]["content"][0]["text"]
-    assert WORD not in sent and sent.startswith('{"ok":true,  "note":"') and sent.endswith('","n":2.50}'), sent
+    assert WORD not in sent and sent.startswith('{"ok":true,  "note":"') and sent.endswith('","n":2.50}'), (
+        sent
+    )
 
 
 @pytest.mark.parametrize(
@@ -244,8 +254,11 @@ def test_tool_result_json_redaction_stays_valid_and_byte_exact(harness: Anthropi
     [
         {"type": "mystery", "note": WORD},
         {"type": "text", "text": "Hi.", "citations": [{"type": "char_location", "cited_text": WORD}]},
-        {"type": "web_search_tool_result", "tool_use_id": "t",
-         "content": [{"type": "web_search_result", "title": WORD, "url": "https://x", "encrypted_content": "e"}]},
+        {
+            "type": "web_search_tool_result",
+            "tool_use_id": "t",
+            "content": [{"type": "web_search_result", "title": WORD, "url": "https://x"}],
+        },
     ],
     ids=["unknown-block", "citation", "search-result-title"],
 )  # fmt: skip
@@ -264,6 +277,28 @@ def test_count_tokens_is_screened(harness: AnthropicHarness) -> None:
 
 def test_streamed_citation_delta(harness: AnthropicHarness) -> None:
     citation = {"type": "char_location", "cited_text": WORD, "document_index": 0}
-    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "citations_delta", "citation": citation}}
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "citations_delta", "citation": citation},
+    }
     events = message_events([text_events(["Hi."])[0], delta, {"type": "content_block_stop", "index": 0}])
     assert WORD not in _stream(harness, events)
+
+
+def test_word_split_across_two_blocks_not_streamed(harness: AnthropicHarness) -> None:
+    harness.fake.content = [{"type": "text", "text": "Say ka"}, {"type": "text", "text": "boom now."}]
+    reply = _send(harness, {"messages": [{"role": "user", "content": "hi"}]})
+    assert "boom now" not in reply.text
+
+
+def test_block_index_reused_after_its_stop(harness: AnthropicHarness) -> None:
+    events = message_events([*text_events(["Hi."]), *text_events([f"Say {WORD} now."])])
+    assert WORD not in _stream(harness, events)
+
+
+def test_input_schema_sent_as_a_json_string(harness: AnthropicHarness) -> None:
+    schema = json.dumps({"type": "object", "properties": {"q": {"description": WORD}}})
+    reply = _send(harness, {"messages": _HI, "tools": [{"name": "f", "input_schema": schema}]})
+    assert reply.status_code == 400, reply.text
+    _upstream_clean(harness)

@@ -16,7 +16,7 @@ from crest_proxy.policy.model import Policy
 from crest_proxy.screening.guard import Guard
 from crest_proxy.screening.holdback import StreamScreener
 from crest_proxy.types import Direction
-from tests.proxy_harness import Harness
+from tests.support.harness import Harness
 
 # (script, text, expected) — the expected text keeps every byte outside the unsafe sentence.
 CASES: list[tuple[str, str, str]] = [

@@ -17,6 +17,7 @@ from tests.openapi_schemas import require_spec
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = "<!-- registry:begin -->", "<!-- registry:end -->"
 _MARKS = {"json": " (json)", "schema": " (schema)", "tokens": " (token ids)", "text": ""}
+_MARKS["data_url"] = " (text file)"  # a file sent inline: a textual one is decoded and screened
 # ``json`` on a whole item: every key and string value of it.
 
 
@@ -71,7 +72,7 @@ def test_every_row_appears_in_the_table() -> None:
 
 
 # Fields OpenAI does not define but OpenAI-compatible servers send (LiteLLM, vLLM, DeepSeek …).
-VENDOR_FIELDS = {"reasoning_content"}
+VENDOR_FIELDS = {"reasoning_content", "reasoning"}
 
 
 def _names(node: Any, properties: set[str], values: set[str]) -> None:

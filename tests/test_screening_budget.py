@@ -17,8 +17,8 @@ from crest_proxy.classifier import CrestClassifier
 from crest_proxy.policy.model import Policy
 from crest_proxy.screening.guard import Guard
 from crest_proxy.types import Action, Direction
-from tests.proxy_harness import Harness, running_proxy
 from tests.support.classifiers import safe_classifier
+from tests.support.harness import Harness, running_proxy
 
 LIMIT = 200
 LONG = "the quick brown fox jumps over the lazy dog " * 40  # ~360 tokens: over LIMIT

@@ -42,8 +42,10 @@ def test_a_key_with_extra_characters_or_another_case_is_rejected(harness: Harnes
         key_of("blocker")[:-1],
         "x" + key_of("blocker"),
     ):
-        client = openai.OpenAI(base_url=f"{harness.proxy_url}/v1", api_key=key, max_retries=0)
-        with pytest.raises(openai.AuthenticationError):
+        with (
+            openai.OpenAI(base_url=f"{harness.proxy_url}/v1", api_key=key, max_retries=0) as client,
+            pytest.raises(openai.AuthenticationError),
+        ):
             client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
 
 

@@ -18,7 +18,7 @@ from crest_proxy.policy.model import Policy
 from crest_proxy.screening.guard import Guard
 from crest_proxy.screening.readings import JUNCTION_CHARS
 from crest_proxy.types import Action, Direction
-from tests.proxy_harness import Harness
+from tests.support.harness import Harness
 
 
 def parts(*texts: str) -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from crest_proxy.screening.guard import Guard
 from crest_proxy.screening.holdback import StreamScreener
 from crest_proxy.screening.segment import word_start
 from crest_proxy.types import Direction
-from tests.proxy_harness import Harness
+from tests.support.harness import Harness
 
 FIRST = "The word xkaboom is safe. "
 SECOND = "Next one is fine too."

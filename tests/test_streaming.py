@@ -134,8 +134,8 @@ def outbound(harness: Harness, request_id: str) -> dict[str, Any]:
 def test_safe_stream_matches_a_direct_stream(harness: Harness) -> None:
     response, datas = raw_stream(harness, {"stream_options": {"include_usage": True}})
     proxied = chunks_of(datas)
-    with serve(harness.upstream.app()) as url:
-        direct = openai.OpenAI(base_url=f"{url}/v1", api_key="x").chat.completions.create(
+    with serve(harness.upstream.app()) as url, openai.OpenAI(base_url=f"{url}/v1", api_key="x") as sdk:
+        direct = sdk.chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
         )
         expected = [c.model_dump(exclude_unset=True) for c in direct]

@@ -19,7 +19,7 @@ from crest_proxy.server import memory
 from crest_proxy.types import Score
 from crest_proxy.upstream import masking, pool
 from crest_proxy.wire import strict_json
-from tests.proxy_harness import UPSTREAM_KEY, Harness, running_proxy
+from tests.support.harness import UPSTREAM_KEY, Harness, running_proxy
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}]}
 

@@ -171,7 +171,8 @@ class JsonlAuditSink(QueuedSink):
         text, head = self._linked([*notes, *records])
         error: OSError | None = None
         for delay in (0.0, *self._retry_delays):
-            time.sleep(delay)
+            if delay:  # sleep(0) is still a system call and a GIL hand-off, on every batch
+                time.sleep(delay)
             if (error := self._try_write(text)) is None:
                 self._written(head, gap=self._gap is not None)
                 return [True] * len(records)

@@ -45,8 +45,8 @@ def rows_alone(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], batch: P
 
     Dynamic int8 (ORT's and torch's) picks one activation scale per batch, padding included, so a crafted
     batch-mate moved another text's score from 0.99 to 0.007 (issue 14); bf16 GEMMs round differently with
-    the batch's shape. Measured on CREST-Base int8 (benchmarks/adversarial.py): as fast as batching for
-    512-token windows, ~30 % slower for batches of short ones, and faster than every per-token-scale graph.
+    the batch's shape. Exact by construction and the ONNX artifact stays as it was; cost on CREST-Base int8
+    (benchmarks/adversarial.py "int8 recipes", a noisy shared 2-core CPU): 0-35 % per call.
     """
     lengths = batch.attention_mask.sum(axis=1).tolist()
     return np.concatenate(

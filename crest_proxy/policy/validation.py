@@ -100,6 +100,8 @@ BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
 TenantName = Annotated[str, _check_pattern("tenant name", r"[a-z0-9][a-z0-9_-]*", "a-z, 0-9, '-', '_'")]
 RuleName = Annotated[str, _check_pattern("rule name", r"[A-Za-z0-9][A-Za-z0-9_.-]*", "letters, 0-9, '.-_'")]
 LanguageCode = Annotated[str, _check_pattern("language code", r"[a-z]{2}", "an ISO-639-1 code like sw")]
+
+
 def _check_tokens(value: int) -> int:
     if value < 1:
         raise invalid(f"{value} is not positive; use a whole number of tokens, e.g. 32768 (64 windows)")

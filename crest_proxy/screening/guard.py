@@ -60,7 +60,6 @@ class Screening:
     overloaded: bool = False
     over_budget: bool = False  # refused unscored: more tokens than the tenant's screening budget
 
-
     @property
     def score(self) -> float | None:
         """Highest P(unsafe) over the texts (None when nothing was scored)."""

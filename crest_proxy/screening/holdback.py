@@ -52,6 +52,7 @@ class _Lane:
 
     pending: str = ""
     released: list[str] = field(default_factory=list)
+    context: str = ""  # text another lane sent just before this one (``follow``)
     screened: list[str] = field(default_factory=list)
     arrivals: list[tuple[int, float]] = field(default_factory=list)  # (chars received so far, when)
     received: int = 0
@@ -102,6 +103,11 @@ class StreamScreener:
             lane.arrivals.append((lane.received, time.monotonic()))
             self._max_chars = max(self._max_chars, len(lane.pending))
         return await self._drain(key, lane, final=False)
+
+    def follow(self, key: Hashable, before: Hashable) -> None:
+        """Lane ``key`` continues lane ``before``'s text (the next content block of one message): its
+        windows are screened after what ``before`` released, so a word split across blocks is seen whole."""
+        self._lanes.setdefault(key, _Lane()).context = self.released(before)
 
     async def finish(self, key: Hashable) -> Release:
         """The lane has ended: screen and release what it still holds, then close it."""
@@ -201,7 +207,7 @@ class StreamScreener:
 
     async def _screen(self, lane: _Lane, window: str) -> str | None:
         """Screen ``window`` after its context; the text to release, or None when it is blocked."""
-        context = _tail(lane.released, self.context_chars)
+        context = _tail([lane.context, *lane.released], self.context_chars)
         screening = await self._guard.screen(self._policy, Direction.OUTBOUND, [context + window])
         self._account(lane, window, screening)
         if screening.action is Action.BLOCK:

@@ -39,7 +39,9 @@ def latin_lookalikes() -> dict[str, str]:
     for source, prototype in _ts39_rows():
         # A letter whose other case is ASCII (Turkish dotless ı, long s, the Kelvin sign) is spelling.
         if len(source) == 1 and not source.isascii() and not _cases_to_ascii(source):
-            letters = _as_ascii_letters(prototype)
+            # Latin letters with a stroke (Vietnamese đ) are spelling; other scripts' are disguise.
+            latin = unicodedata.name(source, "").startswith("LATIN")
+            letters = _as_ascii_letters(prototype, strokes=not latin)
             if letters:
                 table[source] = letters
     table.update(_enclosed_letters())
@@ -85,10 +87,12 @@ def _chars(hex_codes: str) -> str:
     return "".join(chr(int(code, 16)) for code in hex_codes.split())
 
 
-def _as_ascii_letters(prototype: str) -> str | None:
+def _as_ascii_letters(prototype: str, *, strokes: bool = False) -> str | None:
     """``prototype`` as ASCII letters, or None when it is not read as letters (digits, symbols …)."""
     out = []
     for ch in unicodedata.normalize("NFKC", prototype):
+        if strokes and unicodedata.combining(ch):  # an overlay on the letter (Cherokee NA -> O with a stroke)
+            continue
         letter = _ascii_letter(ch)
         if letter is None:
             return None

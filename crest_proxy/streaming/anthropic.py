@@ -58,6 +58,7 @@ class MessageStream:
         self._json: dict[int, list[str]] = {}
         self._output_tokens = 0
         self._wholes = 0
+        self._last_text: Key | None = None
         self.outcome = "completed"
 
     async def feed(self, event: ServerSentEvent) -> Step:
@@ -113,6 +114,10 @@ class MessageStream:
         if field is None or not self._screens(field):
             return Step((_frame(data),))
         self._lanes[index] = field
+        if field == "text":  # text blocks are read one after another (red team: a word split across two)
+            if self._last_text is not None:
+                self._screener.follow((index, field), self._last_text)
+            self._last_text = (index, field)
         early = _early_text(block, field)  # text sent whole in the start event skips no hold-back
         blank = {**block, field: {} if field == "input" else ""}
         step = Step((_frame({**data, "content_block": blank}),))

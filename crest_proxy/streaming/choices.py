@@ -18,7 +18,6 @@ from crest_proxy.policy.model import Policy
 from crest_proxy.screening.decision import FAIL_CLOSED_MESSAGE
 from crest_proxy.screening.holdback import Release, StreamScreener
 from crest_proxy.streaming.chunks import (
-    MESSAGE_FIELDS,
     ChoiceText,
     Key,
     chat_delta,
@@ -26,15 +25,19 @@ from crest_proxy.streaming.chunks import (
     choice_texts,
     completion_chunk,
     prune,
+    stream_rows,
 )
 from crest_proxy.streaming.dialect import Step
 from crest_proxy.streaming.paths import get_at, set_at
 from crest_proxy.streaming.sse import DONE, StreamBroken, json_frame, json_of, raw_frame
 from crest_proxy.wire.bodies import CONTENT_FILTER
-from crest_proxy.wire.structured import read_json_text
+from crest_proxy.wire.patterns import find_all
+from crest_proxy.wire.structured import object_strings, put_value, read_json_text, value_at
 
 if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent
+
+    from crest_proxy.screening.guard import Screening
 
 _CHOICE_FIELDS = ("index", "delta", "text", "logprobs", "finish_reason")
 
@@ -47,6 +50,8 @@ class _Flush:
     blocked: Release | None = None
 
 
+# Metadata strings of a chunk (ids and names the proxy need not read).
+_CHUNK_IDS = frozenset({"id", "object", "model", "system_fingerprint", "service_tier", "obfuscation"})
 # Per-token logprob lists of a chat choice and the field whose text their tokens spell.
 _TOKEN_LISTS = {"content": "delta.content", "refusal": "delta.refusal"}
 
@@ -69,6 +74,7 @@ class ChoiceStream:
         self._logprobs: dict[int, dict[str, Any]] = {}
         # Tool-call arguments are JSON: held whole until the call ends, then screened decoded (issue 13).
         self._json: dict[Key, list[str]] = {}
+        self._others = 0  # chunks without choices screened so far (each its own lane)
         self.outcome = "completed"
 
     async def feed(self, event: ServerSentEvent) -> Step:
@@ -82,7 +88,7 @@ class ChoiceStream:
         self._template = chunk
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices:
-            return Step((raw_frame(event),))  # the usage chunk, or a vendor's keep-alive
+            return await self._other_chunk(event, chunk)  # the usage chunk, or a vendor's keep-alive
         return await self._chunk(event, chunk, choices)
 
     async def end(self) -> Step:
@@ -101,6 +107,26 @@ class ChoiceStream:
     def error(self, message: str, code: str, type: str = "api_error") -> bytes:
         """A ``data: {"error": …}`` event: how OpenAI reports mid-stream errors; its SDK raises APIError."""
         return json_frame(wire.error_body(message, type=type, code=code))
+
+    async def _other_chunk(self, event: ServerSentEvent, chunk: dict[str, Any]) -> Step:
+        """A chunk without choices, passed on with its strings screened whole (red team: a top-level
+        ``delta`` or an Ollama-style ``message`` went out unread); dropped when they are unsafe."""
+        paths = [p for p, is_key in object_strings(chunk) if not is_key and p[0] not in _CHUNK_IDS]
+        if not paths or not self._screen_text:
+            return Step((raw_frame(event),))
+        rebuilt = copy.deepcopy(chunk)
+
+        def rebuild(screening: Screening) -> str:
+            for path, text in zip(paths, screening.redacted_texts(), strict=True):
+                put_value(rebuilt, path, text)
+            return ""
+
+        self._others += 1
+        texts = [str(value_at(chunk, p)) for p in paths]
+        release = await self._screener.screen_whole(("chunk", self._others), texts, rebuild)
+        if release.blocked:
+            return Step()
+        return Step((json_frame(rebuilt, event.event),))
 
     async def _chunk(self, event: ServerSentEvent, chunk: dict[str, Any], choices: list[Any]) -> Step:
         kept: list[dict[str, Any]] = []
@@ -122,7 +148,7 @@ class ChoiceStream:
     async def _choice(self, choice: dict[str, Any]) -> tuple[dict[str, Any] | None, Step]:
         """The choice as it may be sent now, and what follows the chunk (finish, block)."""
         idx = choice_index(choice)
-        _check_delta(choice)
+        _check_texts(choice, self._endpoint)
         if idx in self._ended:
             return None, Step()  # blocked before: the upstream's later deltas for it are dropped
         texts = choice_texts(
@@ -286,10 +312,10 @@ def _token_strings(tokens: Any) -> list[str] | None:
     return strings if len(strings) == len(words) else None
 
 
-def _check_delta(choice: dict[str, Any]) -> None:
-    """A delta's message text is a string: parts or objects there would pass unread (red team)."""
-    delta = choice.get("delta")
-    if isinstance(delta, dict) and any(
-        not isinstance(delta.get(name), (str, type(None))) for name in MESSAGE_FIELDS
-    ):
-        raise StreamBroken("the upstream sent a delta whose text is not a string")
+def _check_texts(choice: dict[str, Any], endpoint: str) -> None:
+    """Every text place of a streamed choice holds a string: content parts or tool arguments as an object
+    there would pass unread (red team)."""
+    patterns = tuple(inside for _, inside in stream_rows(endpoint))
+    for places in find_all(choice, patterns).values():
+        if any(not isinstance(m.value, (str, type(None))) for m in places):
+            raise StreamBroken("the upstream sent a chunk whose text is not a string")

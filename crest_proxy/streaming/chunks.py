@@ -13,7 +13,7 @@ from crest_proxy.types import Direction
 from crest_proxy.wire.patterns import Match, Step, compile_pattern, find_all
 
 TOOL_LABEL = "tool_arguments"  # the rows the policy's ``tool_calls`` switch covers
-MESSAGE_FIELDS = ("content", "refusal", "reasoning_content")
+MESSAGE_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
 
 Key = tuple[
     int, str, int | None

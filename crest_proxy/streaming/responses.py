@@ -56,6 +56,7 @@ class ResponseStream:
         self._items: dict[int, dict[str, Any]] = {}
         self._deltas: dict[Hashable, dict[str, Any]] = {}
         self._held: dict[Key, list[str]] = {}  # JSON lanes (arguments), held whole until their .done
+        self._last_text: Key | None = None
         self.outcome = "completed"
 
     async def feed(self, event: ServerSentEvent) -> Step:
@@ -95,6 +96,10 @@ class ResponseStream:
         if lanes()[family].kind == "json":
             self._held.setdefault(key, []).append(delta if isinstance(delta, str) else "")
             return Step()
+        if key[1] == "text" and not self._screener.holds(key):  # output texts are read one after another
+            if self._last_text is not None:
+                self._screener.follow(key, self._last_text)  # red team: a word split across two parts
+            self._last_text = key
         release = await self._screener.push(key, delta if isinstance(delta, str) else "")
         step = Step((self._delta_frame(key, release.text),)) if release.text else Step()
         return step + self._blocked(key, release) if release.blocked else step

@@ -60,7 +60,9 @@ def _request(body: Mapping[str, Any]) -> Slots:
     for i, tool in _items(body.get("tools")):
         yield from _string(tool.get("name"), ("tools", i, "name"), "system", "tool_definition")
         yield from _string(tool.get("description"), ("tools", i, "description"), "system", "tool_definition")
-        yield from _descriptions(tool.get("input_schema"), ("tools", i, "input_schema"))
+        schema, where = tool.get("input_schema"), ("tools", i, "input_schema")
+        yield from _descriptions(schema, where)
+        yield from _json_string(schema, where, "system", "tool_definition")  # a schema sent as a JSON string
 
 
 def _blocks(value: Any, base: JsonPath, role: str) -> Slots:

@@ -2,8 +2,9 @@
 
 Which fields those are is the endpoint registry's business (``crest_proxy.endpoints``); this module walks
 its rows over a body. A ``json`` field yields one slot per key and string value of the decoded document
-(the raw string when it is not JSON); a ``schema`` field one per prose string and property name. Images,
-audio and files are never returned: they cannot be screened as text and pass through untouched. Token-id
+(the raw string when it is not JSON); a ``schema`` field one per prose string and property name; a
+``data_url`` field the decoded text of a textual inline file. Images, audio and binary files (PDFs too) are
+never returned: they cannot be screened as text and pass through untouched. Token-id
 inputs are found by ``token_inputs`` (the policy decides whether they may pass unread).
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 from crest_proxy import endpoints
 from crest_proxy.endpoints import ITEM_ROLE, TextField
 from crest_proxy.types import Direction
-from crest_proxy.wire import structured
+from crest_proxy.wire import data_url, structured
 from crest_proxy.wire.patterns import JsonPath, Match, compile_pattern, find, find_all
 from crest_proxy.wire.slots import TextSlot
 
@@ -135,7 +136,9 @@ def _array_steps(pattern: str) -> int:
 def _slots(row: TextField, match: Match) -> Slots:
     role = _role(row, match.item)
     value, path = match.value, match.path
-    if row.kind == "schema":
+    if row.kind == "schema" and isinstance(value, str):  # a schema sent as a JSON string (red team)
+        yield from _json(row, value, path, role)
+    elif row.kind == "schema":
         yield from _embedded(row, structured.schema_strings(value, ()), value, path, role)
     elif isinstance(value, Mapping) and row.kind == "json":  # JSON already decoded (Anthropic tool input)
         yield from _embedded(row, structured.object_strings(value), value, path, role)
@@ -143,12 +146,28 @@ def _slots(row: TextField, match: Match) -> Slots:
         yield from _json(row, value, path, role)
     elif isinstance(value, str) and row.kind == "text":
         yield TextSlot(path, value, role, row.label, field=row.id)
+    elif isinstance(value, str) and row.kind == "data_url":
+        yield from _file(row, value, path, role)
+
+
+def _file(row: TextField, value: str, path: JsonPath, role: str | None) -> Slots:
+    """A textual inline file's decoded text (the raw string when it does not decode); binary: nothing."""
+    found = data_url.read(value)
+    if found is None:
+        return
+    text, decoded = found
+    doc = structured.decode(text) if decoded and data_url.is_json(value) else None
+    if doc is None:
+        yield TextSlot(path, text, role, row.label, field=row.id, data_url=decoded)
+        return
+    for inner, string, key in structured.strings(doc):  # a JSON file: read as a ``json`` field is
+        yield TextSlot(path, string, role, row.label, inner=inner, key=key, field=row.id, data_url=True)
 
 
 def _json(row: TextField, value: str, path: JsonPath, role: str | None) -> Slots:
     doc = structured.decode(value)
-    if doc is None:  # not JSON: the model reads it as text, and so do we
-        yield TextSlot(path, value, role, row.label, field=row.id)
+    if doc is None:  # not JSON: read as text, escapes decoded as a lenient parser would
+        yield TextSlot(path, structured.unescaped(value), role, row.label, field=row.id)
         return
     for inner, text, key in structured.strings(doc):
         yield TextSlot(path, text, role, row.label, inner=inner, key=key, field=row.id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crest_proxy import endpoints
-from crest_proxy.wire import structured
+from crest_proxy.wire import data_url, structured
 from crest_proxy.wire.patterns import JsonPath, pattern_of
 
 __all__ = [
@@ -45,6 +45,7 @@ class TextSlot:
     inner: tuple[int, ...] | None = None
     key: bool = False
     field: str = field(default="", compare=False)
+    data_url: bool = False  # the decoded text of an inline file: a redaction is re-encoded into it
 
     @property
     def group(self) -> JsonPath:
@@ -59,6 +60,8 @@ class TextSlot:
         path = self.path
         if self.inner is not None:
             return (*path, "<json>", *self.inner)
+        if self.data_url:  # a file is a text of its own, not a part joined with the message's text
+            return path
         if len(path) >= 3 and isinstance(path[-2], int) and path[-3] in _PART_ARRAYS:
             return path[:-2]
         return path
@@ -85,21 +88,32 @@ def replace_texts(body: Mapping[str, Any], replacements: Mapping[Any, str]) -> d
     """A deep copy of ``body`` with new texts put back; everything else untouched.
 
     Keys are ``TextSlot``s (a JSON-encoded string is decoded, its changed strings replaced and re-encoded;
-    a ``key`` slot renames the key) or plain paths to strings.
+    a ``key`` slot renames the key; a ``data_url`` slot is re-encoded into its file) or plain paths.
     """
     result = copy.deepcopy(dict(body))
     inner: dict[JsonPath, dict[tuple[int, ...], str]] = {}
+    files: set[JsonPath] = set()  # the ``inner`` paths that are JSON files sent inline
     renames: list[tuple[JsonPath, str]] = []
     for where, text in replacements.items():
         slot = where if isinstance(where, TextSlot) else TextSlot(tuple(where), "", None, "")
         if slot.inner is not None:
             inner.setdefault(slot.path, {})[slot.inner] = text
+            files.update([slot.path] if slot.data_url else [])
         elif slot.key:
             renames.append((slot.path, text))
+        elif slot.data_url:
+            _assign(result, slot.path, data_url.rewrite(_string_at(result, slot.path), text))
         else:
             _assign(result, slot.path, text)
     for path, changes in inner.items():
-        _assign(result, path, _reencoded(_string_at(result, path), changes))
+        raw = _string_at(result, path)
+        if path in files:
+            document = data_url.read(raw)
+            if document is None:
+                raise ValueError(f"no text file at {path_param(path)}")
+            _assign(result, path, data_url.rewrite(raw, _reencoded(document[0], changes)))
+        else:
+            _assign(result, path, _reencoded(raw, changes))
     # Deepest first, so a renamed property's own renamed children are still found by their old path.
     for path, text in sorted(renames, key=lambda r: len(r[0]), reverse=True):
         _rename(result, path, text)

@@ -32,7 +32,7 @@ def loads(raw: bytes | str) -> Any:
     except UnicodeDecodeError as exc:
         raise JsonRejected(f"the body is not valid UTF-8 (byte {exc.start})") from exc
     try:
-        value = json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise JsonRejected(f"the body is not valid JSON ({exc})") from exc
     except RecursionError as exc:
@@ -62,6 +62,10 @@ def _int(literal: str) -> int:
 
 def _short(literal: str) -> str:
     return literal if len(literal) <= 40 else literal[:37] + "..."
+
+
+# Built once: ``json.loads`` with hooks builds a decoder (and its scanner) per call, like json's own default.
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float, parse_int=_int)
 
 
 def _reject_lone_surrogates(value: Any) -> None:

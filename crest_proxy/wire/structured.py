@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 _STRING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_ESCAPE = re.compile(
+    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\([\"\\/bfnrt])"
+)
+_SIMPLE_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 InnerPath = tuple[int, ...]  # array index, or (pair index, 0 = key / 1 = value) inside an object
 
 # Schema keywords whose string values (or strings inside them) a model reads as prose.
@@ -34,10 +38,31 @@ class Pairs(list[list[Any]]):
 
 def decode(text: str) -> Any | None:
     """The JSON document in ``text`` (objects as ``Pairs``), or None when ``text`` is not JSON."""
-    try:
-        return json.loads(text, object_pairs_hook=lambda pairs: Pairs([k, v] for k, v in pairs))
+    try:  # a leading BOM is no JSON, but lenient parsers skip it: read what they read
+        return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_pairs)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder allows
         return None
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> Pairs:
+    return Pairs([k, v] for k, v in pairs)
+
+
+def unescaped(raw: str) -> str:
+    """``raw`` (not JSON) with JSON string escapes decoded, as a lenient parser reads it (red team: an
+    unterminated ``{"q": "\\u006baboom"`` was screened as written, and agent frameworks repair and parse it).
+    """
+    return _ESCAPE.sub(_unescape, raw) if "\\" in raw else raw
+
+
+def _unescape(match: re.Match[str]) -> str:
+    high, low, code, simple = match.groups()
+    if high:
+        return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00)
+    if code:
+        ch = chr(int(code, 16))
+        return "\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch  # a lone surrogate cannot be classified
+    return _SIMPLE_ESCAPES[simple]
 
 
 def strings(doc: Any, inner: InnerPath = ()) -> Iterator[tuple[InnerPath, str, bool]]:
@@ -122,7 +147,7 @@ class JsonText:
     def rebuild(self, screened: Sequence[str]) -> str:
         """The string with ``screened`` in place of ``texts``: ``raw`` itself when nothing changed."""
         if self.places is None:
-            return screened[0] if screened else self.raw
+            return screened[0] if screened and screened[0] != self.texts[0] else self.raw
         changes = {
             p: new for p, new, old in zip(self.places, screened, self.texts, strict=True) if new != old
         }
@@ -135,7 +160,7 @@ def read_json_text(raw: str) -> JsonText:
     """``raw`` decoded into its keys and string values (the raw string itself when it is not JSON)."""
     doc = decode(raw)
     if doc is None:
-        return JsonText(raw, None, (raw,))
+        return JsonText(raw, None, (unescaped(raw),))
     found = list(strings(doc))
     return JsonText(raw, tuple(p for p, _, _ in found), tuple(t for _, t, _ in found))
 

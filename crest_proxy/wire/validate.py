@@ -143,6 +143,7 @@ def _check_message(message: Any, param: str) -> None:
     _check_content(message.get("content"), f"{param}.content", optional=optional)
     _check_optional_string(message, "refusal", param)
     _check_optional_string(message, "reasoning_content", param)
+    _check_optional_string(message, "reasoning", param)
     _check_tool_calls(message, param)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +84,21 @@ class Harness:
     policy_dir: Path | None = None
     environ: dict[str, str] | None = None  # what the policies' env: references resolve from
     app: Any = None
+    # SDK clients handed out, closed with the harness: a client a test leaves open would otherwise close its
+    # pooled socket at garbage collection, warning (an error here) in whichever test runs then.
+    opened: list[openai.OpenAI] = field(default_factory=list)
 
     def client(self, tenant: str = "blocker", **kwargs: Any) -> openai.OpenAI:
-        """A real OpenAI SDK client pointed at the proxy as ``tenant``."""
-        return openai.OpenAI(base_url=f"{self.proxy_url}/v1", api_key=key_of(tenant), max_retries=0, **kwargs)
+        """A real OpenAI SDK client pointed at the proxy as ``tenant`` (closed with the harness)."""
+        sdk = openai.OpenAI(base_url=f"{self.proxy_url}/v1", api_key=key_of(tenant), max_retries=0, **kwargs)
+        self.opened.append(sdk)
+        return sdk
+
+    def close_clients(self) -> None:
+        """Close every SDK client this harness handed out."""
+        for sdk in self.opened:
+            sdk.close()
+        self.opened.clear()
 
     def async_client(self, tenant: str = "blocker", **kwargs: Any) -> openai.AsyncOpenAI:
         """A real async OpenAI SDK client pointed at the proxy as ``tenant``."""
@@ -143,7 +154,11 @@ def running_proxy(
         )  # fmt: skip
         proxy_url = stack.enter_context(serve(app))
         audit = app.state.gateway.audit
-        yield Harness(proxy_url, fake, audit_path, audit, policy_dir=policy_dir, environ=environ, app=app)
+        harness = Harness(proxy_url, fake, audit_path, audit, policy_dir=policy_dir, environ=environ, app=app)
+        try:
+            yield harness
+        finally:
+            harness.close_clients()
 
 
 def proxy_app(
