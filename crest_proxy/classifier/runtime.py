@@ -57,7 +57,22 @@ def rows_alone(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], batch: P
     )
 
 
-class OnnxRuntime:
+class _Forward:
+    """A runtime that runs a padded batch through ``_forward``, row by row when ``_per_row`` says so."""
+
+    _per_row: bool
+
+    def run(self, batch: PaddedBatch) -> np.ndarray:
+        """P(unsafe) for every row of ``batch``."""
+        if self._per_row and batch.rows > 1:
+            return rows_alone(self._forward, batch)
+        return self._forward(batch.input_ids, batch.attention_mask)
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OnnxRuntime(_Forward):
     """An onnxruntime ``InferenceSession`` over an exported sequence-classification graph.
 
     ``per_row`` (int8): every window runs alone, unpadded (``rows_alone``); fp32 stays batched (it
@@ -73,12 +88,6 @@ class OnnxRuntime:
         self._inputs = {i.name for i in session.get_inputs()}
         self._output = session.get_outputs()[0].name
         self._per_row = per_row
-
-    def run(self, batch: PaddedBatch) -> np.ndarray:
-        """P(unsafe) for every row of ``batch``."""
-        if self._per_row and batch.rows > 1:
-            return rows_alone(self._forward, batch)
-        return self._forward(batch.input_ids, batch.attention_mask)
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feed = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -111,7 +120,7 @@ def load_onnx_runtime(
     return LoadedRuntime(runtime=runtime, device="cpu", precision=precision)
 
 
-class TorchRuntime:
+class TorchRuntime(_Forward):
     """A transformers sequence-classification model in eval mode on one device.
 
     ``per_row`` (int8, bf16, fp16): every window runs alone, unpadded (``rows_alone``; CREST-Base bf16
@@ -123,12 +132,6 @@ class TorchRuntime:
         self._device = device
         self._unsafe_index = unsafe_index
         self._per_row = per_row
-
-    def run(self, batch: PaddedBatch) -> np.ndarray:
-        """P(unsafe) for every row of ``batch``."""
-        if self._per_row and batch.rows > 1:
-            return rows_alone(self._forward, batch)
-        return self._forward(batch.input_ids, batch.attention_mask)
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch

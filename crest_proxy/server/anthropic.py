@@ -39,7 +39,7 @@ from crest_proxy.server.gateway import (
     json_response,
     upstream_payload,
 )
-from crest_proxy.server.relay import Relay, event_stream_response
+from crest_proxy.server.relay import Relay, early_answer_or_keep, event_stream_response
 from crest_proxy.streaming import sse
 from crest_proxy.streaming.anthropic import MessageStream
 from crest_proxy.types import Action, Direction
@@ -221,14 +221,13 @@ async def _stream(gw: Gateway, call: Call, body: dict[str, Any], inbound: Screen
     """Open the upstream event stream and relay it screened (``Relay`` owns it from here on)."""
     stack = AsyncExitStack()
     answer, outcome = await forward(gw, call, inbound, lambda: _open(gw, call, body, stack))
-    try:
+
+    async def check() -> Response | None:
         raise_for(outcome)
-        early = await _early_answer(gw, call, answer)
-    except BaseException:
-        await stack.aclose()
-        raise
+        return await _early_answer(gw, call, answer)
+
+    early = await early_answer_or_keep(stack, check)
     if early is not None:
-        await stack.aclose()
         return early
     screener = StreamScreener(gw.guard, call.policy)
     relay = Relay(gw, call, answer, stack, screener, MessageStream(screener, call.policy))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -52,17 +52,27 @@ async def stream_completion(gw: Gateway, call: Call, body: dict[str, Any], inbou
     """Forward a ``stream: true`` request and relay the upstream's events, screened, as SSE."""
     stack = AsyncExitStack()
     answer, _ = await forward(gw, call, inbound, lambda: _open(gw, call, body, stack))
+    early = await early_answer_or_keep(stack, lambda: _early_answer(call, answer))
+    if early is not None:
+        return early
+    screener = StreamScreener(gw.guard, call.policy)
+    relay = Relay(gw, call, answer, stack, screener, _dialect(call, body, screener))
+    return event_stream_response(relay, answer)
+
+
+async def early_answer_or_keep(
+    stack: AsyncExitStack, check: Callable[[], Awaitable[Response | None]]
+) -> Response | None:
+    """Run ``check`` on an upstream stream just opened: an early answer (an upstream error, a refusal) or a
+    failure closes the stream held by ``stack``; ``None`` keeps it open for the relay."""
     try:
-        early = await _early_answer(call, answer)
+        early = await check()
     except BaseException:
         await stack.aclose()
         raise
     if early is not None:
         await stack.aclose()
-        return early
-    screener = StreamScreener(gw.guard, call.policy)
-    relay = Relay(gw, call, answer, stack, screener, _dialect(call, body, screener))
-    return event_stream_response(relay, answer)
+    return early
 
 
 def event_stream_response(

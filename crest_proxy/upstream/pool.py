@@ -154,7 +154,8 @@ def _log_cause(exc: httpx.HTTPError) -> None:
     TLS error look alike in the logs (issue 17).
     """
     try:
-        host = f"{exc.request.url.host}:{exc.request.url.port or exc.request.url.scheme}"
+        url = exc.request.url
+        host = f"{url.host}:{url.port or {'https': 443, 'http': 80}.get(url.scheme, url.scheme)}"
     except RuntimeError:  # an error raised before a request existed
         host = "?"
     cause = exc.__cause__ or exc.__context__
