@@ -141,6 +141,18 @@ def fp32_artifact(model_dir: Path, cache: Path) -> Artifact:
     )
 
 
+@contextmanager
+def local_fp32(model_dir: Path, cache: Path) -> Iterator[CrestClassifier]:
+    """The same fp32 ONNX graph in process: the reference remote scores are compared with."""
+    clf = load_classifier(
+        ClassifierSettings(model=str(model_dir), backend="onnx", quantize=False, cache_dir=cache)
+    )
+    try:
+        yield clf
+    finally:
+        clf.close()
+
+
 def write_repository(kind: str, artifact: Artifact, root: Path, name: str = "crest") -> Path:
     """A Triton or MLServer repository for ``artifact`` under ``root``."""
     options = RepositoryOptions(format=kind, model_name=name, max_batch_size=32)

@@ -22,6 +22,7 @@ from tests.oip_servers import (
     RunningServer,
     fp32_artifact,
     free_port,
+    local_fp32,
     remote_settings,
     require_server,
     started,
@@ -79,13 +80,8 @@ def server(repo: Path, work: Path) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def local(trigger_model_dir: Path, work: Path, artifact: Artifact) -> Iterator[CrestClassifier]:
-    clf = load_classifier(
-        ClassifierSettings(
-            model=str(trigger_model_dir), backend="onnx", quantize=False, cache_dir=work / "cache"
-        )
-    )
-    yield clf
-    clf.close()
+    with local_fp32(trigger_model_dir, work / "cache") as clf:
+        yield clf
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
+from crest_proxy.classifier import CrestClassifier, load_classifier
 from crest_proxy.classifier.artifact import Artifact
 from crest_proxy.errors import ModelNotAvailableError
 from tests.oip_servers import (
     RunningServer,
     fp32_artifact,
+    local_fp32,
     remote_settings,
     require_server,
     started,
@@ -49,13 +50,8 @@ def server(work: Path, artifact: Artifact) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def local(trigger_model_dir: Path, work: Path, artifact: Artifact) -> Iterator[CrestClassifier]:
-    clf = load_classifier(
-        ClassifierSettings(
-            model=str(trigger_model_dir), backend="onnx", quantize=False, cache_dir=work / "cache"
-        )
-    )
-    yield clf
-    clf.close()
+    with local_fp32(trigger_model_dir, work / "cache") as clf:
+        yield clf
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
