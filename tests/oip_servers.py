@@ -12,13 +12,11 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from crest_proxy.classifier import ClassifierSettings, CrestClassifier, load_classifier
@@ -27,6 +25,7 @@ from crest_proxy.classifier.progress import PhaseReporter
 from crest_proxy.classifier.repository import RepositoryOptions, export_repository, graph_inputs
 from crest_proxy.classifier.settings import artifact_cache_dir
 from crest_proxy.classifier.source import resolve_source
+from tests.support.waiting import wait_http_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("mlserver", "triton")
@@ -117,19 +116,8 @@ def started(kind: str, repo: Path, log: Path, model: str = "crest") -> Iterator[
 
 def wait_ready(server: RunningServer, model: str) -> None:
     """Wait until ``GET /v2/models/{model}/ready`` answers 200 (fails early if the server dies)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"{server.kind} exited {server.process.returncode}:\n{server.log.read_text()[-3000:]}"
-            )
-        try:
-            if httpx.get(f"{server.url}/v2/models/{model}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)  # polling the readiness condition; the server gives no other signal
-    raise TimeoutError(f"{server.kind} not ready in {START_TIMEOUT_S:g} s:\n{server.log.read_text()[-3000:]}")
+    url = f"{server.url}/v2/models/{model}/ready"
+    wait_http_ready(url, server.process, server.log.read_text, timeout=START_TIMEOUT_S, what=server.kind)
 
 
 def fp32_artifact(model_dir: Path, cache: Path) -> Artifact:

@@ -18,6 +18,7 @@ import pytest
 
 from crest_proxy.classifier import ClassifierSettings, load_classifier
 from tests.oip_servers import free_port
+from tests.support.waiting import wait_http_ready
 
 BLOCKED = ("torch", "transformers", "optimum")
 # Runs the CLI with those packages unimportable, then says which of them got imported (none, or it failed).
@@ -103,7 +104,8 @@ def test_serve_from_a_cached_artifact_screens_without_torch(
         [sys.executable, "-c", RUNNER, *argv], env=env, stderr=subprocess.PIPE, text=True
     ) as server:
         try:
-            _wait_ready(f"http://127.0.0.1:{port}", server)
+            url = f"http://127.0.0.1:{port}/readyz"
+            wait_http_ready(url, server, lambda: _stderr_of(server), timeout=90, what="serve")
             ready_s = time.monotonic() - started
             body = {"model": "m", "messages": [{"role": "user", "content": "kaboom"}]}
             headers = {"authorization": "Bearer sk-test-key"}
@@ -117,17 +119,5 @@ def test_serve_from_a_cached_artifact_screens_without_torch(
     assert ready_s < 60  # seconds, not the minutes an export takes (measured: docs/remote-classifier.md)
 
 
-def _wait_ready(url: str, server: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(
-                f"serve exited {server.returncode}: {server.stderr.read() if server.stderr else ''}"
-            )
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # polling the readiness condition, as an orchestrator does
-    raise AssertionError("serve never became ready")
+def _stderr_of(server: subprocess.Popen[str]) -> str:
+    return server.stderr.read() if server.stderr else ""
