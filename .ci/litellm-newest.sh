@@ -15,9 +15,10 @@ TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 cd "$ROOT"
 export LITELLM_LOCAL_MODEL_COST_MAP=True  # litellm fetches its model cost map from GitHub otherwise
 
+# `sed -n 1p`, not `head -1`: under pipefail, head's early exit fails the pipeline with SIGPIPE (exit 141).
 newest() {  # the newest litellm on the index that is not 1.107.* (one of those was published compromised)
   "$PYTHON" -m pip index versions litellm 2>/dev/null | sed -n 's/^Available versions: //p' | tr ',' '\n' \
-    | tr -d ' ' | grep -Ev '^1\.107\.' | grep -E '^[0-9]+\.[0-9]+\.[0-9]+$' | head -1
+    | tr -d ' ' | grep -Ev '^1\.107\.' | grep -E '^[0-9]+\.[0-9]+\.[0-9]+$' | sed -n 1p
 }
 
 VERSION="${1:-$(newest)}"
