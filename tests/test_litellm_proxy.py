@@ -53,8 +53,7 @@ class LiteLLMProxy:
         path = self.audit_log.with_name("payloads.jsonl")
 
         def found() -> list[dict[str, Any]]:
-            lines = path.read_text().splitlines() if path.exists() else []
-            return [p for p in map(json.loads, lines) if p["call_id"] == call_id]
+            return [p for p in complete_json_lines(path) if p["call_id"] == call_id]
 
         wait_for(found, timeout=10, what=f"LiteLLM's logging payload of {call_id}")
         return found()
@@ -63,11 +62,21 @@ class LiteLLMProxy:
         """The audit records of one call, waiting briefly for the writer thread of the other process."""
 
         def found() -> list[dict[str, Any]]:
-            lines = self.audit_log.read_text().splitlines() if self.audit_log.exists() else []
-            return [r for r in map(json.loads, lines) if r["request_id"] == call_id]
+            return [r for r in complete_json_lines(self.audit_log) if r["request_id"] == call_id]
 
         wait_for(lambda: len(found()) >= count, timeout=10, what=f"{count} audit records of {call_id}")
         return found()
+
+
+def complete_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines another process has finished writing.
+
+    The LiteLLM process appends while the test reads, so the last line may be half written; only lines
+    ended by a newline are complete (CI once read `{"call_id": "…", "status_fi` and failed).
+    """
+    text = path.read_text() if path.exists() else ""
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line]
 
 
 def free_port() -> int:
