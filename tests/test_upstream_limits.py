@@ -109,7 +109,7 @@ async def test_pieces_of_the_key_in_upstream_headers_are_masked() -> None:
         headers = {"authorization": f"Bearer {key}"}
         answer = await pool.post_json(client, "chat/completions", {}, headers, total_s=5)
     assert answer.headers["x-debug"] == "key=***"
-    assert answer.json() == {"error": {"message": "***"}}
+    assert json.loads(answer.content) == {"error": {"message": "***"}}
 
 
 def test_mask_key_fragments_keeps_short_coincidences() -> None:
@@ -183,11 +183,33 @@ def test_holding_back_one_huge_delta_scans_it_a_bounded_number_of_times(
 # --- freed memory goes back to the system -------------------------------------------------------------
 
 
-async def test_freed_heap_is_handed_back_periodically(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_freed_heap_is_handed_back_when_the_process_grew(monkeypatch: pytest.MonkeyPatch) -> None:
     assert memory.malloc_trim() is not None  # glibc (the image this runs on) has malloc_trim
+    assert (memory.resident_bytes() or 0) > 0
     calls: list[int] = []
-    monkeypatch.setattr(memory, "malloc_trim", lambda: lambda: calls.append(1))
-    async with memory.trimming_memory(interval_s=0.01):
+    rss = [100 << 20]
+    checked = asyncio.Event()
+
+    def resident() -> int:
+        checked.set()
+        return rss[0]
+
+    monkeypatch.setattr(
+        memory, "malloc_trim", lambda: lambda: (calls.append(1), rss.__setitem__(0, 110 << 20))
+    )
+    async with memory.trimming_memory(interval_s=0.01, grow_bytes=50 << 20, resident=resident):
+        for _ in range(5):  # steady: grown by less than grow_bytes, nothing is trimmed
+            checked.clear()
+            await checked.wait()
+        assert calls == []
+        rss[0] = 400 << 20  # a large answer grew the heap
+        while len(calls) < 1:
+            await asyncio.sleep(0.01)
+        for _ in range(5):  # back near the new floor: no second trim
+            checked.clear()
+            await checked.wait()
+        assert calls == [1]
+        rss[0] = 200 << 20  # grown again past the floor (110 MiB) by grow_bytes
         while len(calls) < 2:
             await asyncio.sleep(0.01)
     settled = len(calls)

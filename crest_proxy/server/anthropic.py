@@ -33,6 +33,7 @@ from crest_proxy.server.endpoints import raise_for, read_json, resolve_model, sc
 from crest_proxy.server.gateway import (
     Call,
     Gateway,
+    ReadAnswer,
     decide_call,
     forward,
     gateway_of,
@@ -189,7 +190,7 @@ async def _forward(gw: Gateway, call: Call, body: dict[str, Any], inbound: Scree
     return await _screened_answer(gw, call, answer)
 
 
-async def _screened_answer(gw: Gateway, call: Call, answer: httpx.Response) -> Response:
+async def _screened_answer(gw: Gateway, call: Call, answer: ReadAnswer) -> Response:
     relay = {**upstream.forward_response_headers(answer.headers), "request-id": call.request_id}
     payload = upstream_payload(answer, secret=call.upstream_api_key)
     if answer.status_code >= 400:
@@ -247,7 +248,7 @@ async def _early_answer(gw: Gateway, call: Call, answer: httpx.Response) -> Resp
     if answer.status_code < 400:
         raise UpstreamError("The upstream answered a streaming request without an event stream.")
     try:
-        await answer.aread()
+        read = await upstream.read_answer(answer)  # size-capped, key pieces masked, as relay.py does
     except httpx.HTTPError as exc:
         raise upstream.map_transport_error(exc) from exc
-    return await _screened_answer(gw, call, answer)
+    return await _screened_answer(gw, call, read)

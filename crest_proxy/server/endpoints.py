@@ -97,7 +97,7 @@ async def parse_call(request: Request, endpoint: str, gw: Gateway) -> Call:
         raise_for(unaudited)
     try:
         body = await read_json(request, gw.settings.max_body_bytes, gw.settings.body_timeout_s)
-        wire.validate_request(endpoint, body)
+        reading = wire.validate_request(endpoint, body)
     except ProxyError as exc:  # refused before screening: still on the record (issue 14)
         client_id = client_request_id_of(request.headers)
         record = refusal_record(
@@ -105,8 +105,11 @@ async def parse_call(request: Request, endpoint: str, gw: Gateway) -> Call:
         )
         await gw.audit.write(record)
         raise
-    tokens = tuple(wire.path_param(path) for path in wire.token_inputs(endpoint, body))
-    return Call(endpoint, policy, body, request_id, request.headers, policies, token_inputs=tokens)
+    tokens = tuple(wire.path_param(path) for path in reading.tokens)
+    return Call(
+        endpoint, policy, body, request_id, request.headers, policies,
+        token_inputs=tokens, texts=reading.texts,
+    )  # fmt: skip
 
 
 async def screen_body(
@@ -146,7 +149,8 @@ async def handle_completion(request: Request, endpoint: str) -> Response:
     gw = gateway_of(request)
     call = await parse_call(request, endpoint, gw)
     body = resolve_model(call.policy, call.body)
-    inbound, body = await screen_body(gw, call, Direction.INBOUND, body, wire.request_texts(endpoint, body))
+    # The texts validation found: ``resolve_model`` changes only ``model``, which holds none.
+    inbound, body = await screen_body(gw, call, Direction.INBOUND, body, list(call.texts))
     if inbound.action is Action.BLOCK:
         return inbound_refusal(call, await decide_call(gw, call, inbound))
     if call.token_inputs and call.policy.inbound.token_inputs == "block":
@@ -174,11 +178,10 @@ async def forward_and_screen(gw: Gateway, call: Call, body: dict[str, Any], inbo
     payload = upstream_payload(answer, secret=call.upstream_api_key)
     if answer.status_code >= 400:
         return json_response(payload, answer.status_code, call.request_id, relay)
-    if (problem := shape_problem(call.endpoint, payload)) is not None:
+    reading = wire.read_body(call.endpoint, payload, Direction.OUTBOUND)
+    if (problem := shape_problem(call.endpoint, payload, reading)) is not None:
         raise UpstreamError(f"The upstream's answer is not shaped as {call.endpoint} answers are: {problem}.")
-    outbound, payload = await screen_body(
-        gw, call, Direction.OUTBOUND, payload, wire.response_texts(call.endpoint, payload)
-    )
+    outbound, payload = await screen_body(gw, call, Direction.OUTBOUND, payload, reading.texts)
     outcome = await decide_call(gw, call, outbound, upstream=Exchange(answer.status_code))
     raise_for(outcome)
     if outcome.answer is Answer.REFUSE:

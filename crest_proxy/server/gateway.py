@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from starlette.requests import Request
@@ -28,7 +28,7 @@ from crest_proxy.server.metrics import Metrics
 from crest_proxy.settings import ServerSettings
 from crest_proxy.upstream import pool as upstream
 from crest_proxy.upstream.masking import mask_key_fragments
-from crest_proxy.wire import strict_json
+from crest_proxy.wire import TextSlot, strict_json
 
 # Endpoint name -> path under /v1 (also the upstream path relative to base_url), from the registry.
 ENDPOINTS: dict[str, str] = {e.name: e.path for e in endpoints.ENDPOINTS}
@@ -58,6 +58,27 @@ class Gateway:
         return Recorders(self.audit, self.metrics)
 
 
+class ReadAnswer(Protocol):
+    """An upstream answer read whole: an ``UpstreamAnswer``, or an ``httpx.Response`` after ``aread``."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> httpx.Headers: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+
+class _HasStatus(Protocol):
+    @property
+    def status_code(self) -> int: ...
+
+
+_Answer = TypeVar("_Answer", bound=_HasStatus)  # a read answer, or an opened stream
+
+
 @dataclass(frozen=True)
 class Call:
     """One authenticated, parsed and validated client request."""
@@ -71,6 +92,8 @@ class Call:
     policies: PolicySet | None = None
     # Where the request carries token ids the classifier cannot read (``inbound.token_inputs``).
     token_inputs: tuple[str, ...] = ()
+    # The texts of ``body`` the model will read, as validation found them (``wire.read_body``).
+    texts: Sequence[TextSlot] = ()
 
     @property
     def upstream_api_key(self) -> str | None:
@@ -122,8 +145,8 @@ async def decide_call(
 
 
 async def forward(
-    gw: Gateway, call: Call, inbound: Screening, send: Callable[[], Awaitable[httpx.Response]]
-) -> tuple[httpx.Response, Outcome]:
+    gw: Gateway, call: Call, inbound: Screening, send: Callable[[], Awaitable[_Answer]]
+) -> tuple[_Answer, Outcome]:
     """Call the upstream (``send``), timed, and decide ``inbound`` with that exchange (counted once, here).
 
     An upstream failure is decided (audited with its code) and re-raised.
@@ -152,7 +175,7 @@ def json_response(
     )
 
 
-def upstream_payload(answer: httpx.Response, *, secret: str | None) -> Any:
+def upstream_payload(answer: ReadAnswer, *, secret: str | None) -> Any:
     """The upstream's JSON body; a non-JSON body becomes a 502 (its status is kept in the message).
 
     Error bodies are relayed with their status, minus anything that could reveal the tenant's upstream key.

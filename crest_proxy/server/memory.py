@@ -4,8 +4,12 @@ took the proxy from 205 MiB to 1 GiB, and it stayed there).
 Python frees the strings, token lists and arrays of a large screening, but glibc's ``malloc`` keeps the
 pages for reuse, fragmented among live objects. ``malloc_trim(0)`` returns them: measured on the trigger
 model, classifying one 5 MB text took RSS from 476 to 1,010 MiB, ``gc.collect()`` gave back nothing and
-``malloc_trim`` brought it to 622 MiB. It walks the heap (milliseconds), so it runs off the event loop,
-every ``interval_s``; where libc has no ``malloc_trim`` (musl, macOS) nothing runs.
+``malloc_trim`` brought it to 622 MiB. It walks the heap (milliseconds), so it runs off the event loop.
+
+It runs only when the resident set grew by ``grow_bytes`` since the last trim (checked every
+``interval_s``): a trim also hands back the pages steady traffic keeps reusing, and faulting them in again
+cost the pass-through path about 40 µs of system time a request (benchmarks/load.py). Where libc has no
+``malloc_trim`` (musl, macOS) nothing runs.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
 log = logging.getLogger("crest_proxy.server.memory")
 TRIM_INTERVAL_S = 10.0
+TRIM_GROWTH_BYTES = 64 << 20  # a large screening or answer, not the churn of ordinary requests
 
 
 def malloc_trim() -> Callable[[], object] | None:
@@ -33,14 +39,28 @@ def malloc_trim() -> Callable[[], object] | None:
     return lambda: trim(0)  # ctypes releases the GIL during the call
 
 
+def resident_bytes() -> int | None:
+    """This process's resident set size (Linux ``/proc``), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @asynccontextmanager
-async def trimming_memory(interval_s: float = TRIM_INTERVAL_S) -> AsyncIterator[None]:
-    """While open, hand freed heap pages back to the system every ``interval_s`` (in a worker thread)."""
+async def trimming_memory(
+    interval_s: float = TRIM_INTERVAL_S,
+    grow_bytes: int = TRIM_GROWTH_BYTES,
+    resident: Callable[[], int | None] = resident_bytes,
+) -> AsyncIterator[None]:
+    """While open, hand freed heap pages back to the system (in a worker thread) whenever the resident
+    set grew by ``grow_bytes`` since the last trim; checked every ``interval_s``."""
     trim = malloc_trim()
     if trim is None:
         yield
         return
-    task = asyncio.create_task(_trim_every(trim, interval_s))
+    task = asyncio.create_task(_trim_when_grown(trim, interval_s, grow_bytes, resident))
     try:
         yield
     finally:
@@ -49,7 +69,13 @@ async def trimming_memory(interval_s: float = TRIM_INTERVAL_S) -> AsyncIterator[
             await task
 
 
-async def _trim_every(trim: Callable[[], object], interval_s: float) -> None:
+async def _trim_when_grown(
+    trim: Callable[[], object], interval_s: float, grow_bytes: int, resident: Callable[[], int | None]
+) -> None:
+    floor = resident()
     while True:
         await asyncio.sleep(interval_s)
-        await asyncio.to_thread(trim)
+        now = resident()
+        if floor is None or now is None or now - floor >= grow_bytes:
+            await asyncio.to_thread(trim)
+            floor = resident()

@@ -109,12 +109,12 @@ async def _early_answer(call: Call, answer: httpx.Response) -> Response | None:
     if answer.status_code < 400:
         raise UpstreamError("The upstream answered a streaming request without an event stream.")
     try:
-        answer = await upstream.read_answer(answer)  # size-capped, key pieces masked (issue 14)
+        read = await upstream.read_answer(answer)  # size-capped, key pieces masked (issue 14)
     except httpx.HTTPError as exc:
         raise upstream.map_transport_error(exc) from exc
-    relay = upstream.forward_response_headers(answer.headers)
-    payload = upstream_payload(answer, secret=call.upstream_api_key)
-    return json_response(payload, answer.status_code, call.request_id, relay)
+    relay = upstream.forward_response_headers(read.headers)
+    payload = upstream_payload(read, secret=call.upstream_api_key)
+    return json_response(payload, read.status_code, call.request_id, relay)
 
 
 def _dialect(call: Call, body: dict[str, Any], screener: StreamScreener) -> Dialect:

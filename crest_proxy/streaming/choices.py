@@ -22,16 +22,16 @@ from crest_proxy.streaming.chunks import (
     Key,
     chat_delta,
     choice_index,
+    choice_places,
     choice_texts,
     completion_chunk,
     prune,
-    stream_rows,
 )
 from crest_proxy.streaming.dialect import Step
 from crest_proxy.streaming.paths import get_at, set_at
 from crest_proxy.streaming.sse import DONE, StreamBroken, json_frame, json_of, raw_frame
 from crest_proxy.wire.bodies import CONTENT_FILTER
-from crest_proxy.wire.patterns import find_all
+from crest_proxy.wire.patterns import Match
 from crest_proxy.wire.structured import object_strings, put_value, read_json_text, value_at
 
 if TYPE_CHECKING:
@@ -148,11 +148,12 @@ class ChoiceStream:
     async def _choice(self, choice: dict[str, Any]) -> tuple[dict[str, Any] | None, Step]:
         """The choice as it may be sent now, and what follows the chunk (finish, block)."""
         idx = choice_index(choice)
-        _check_texts(choice, self._endpoint)
+        places = choice_places(choice, self._endpoint)  # one walk: checked, then read
+        _check_texts(places)
         if idx in self._ended:
             return None, Step()  # blocked before: the upstream's later deltas for it are dropped
         texts = choice_texts(
-            choice, idx, endpoint=self._endpoint, text=self._screen_text, tools=self._screen_tools
+            places, idx, endpoint=self._endpoint, text=self._screen_text, tools=self._screen_tools
         )
         if not texts and idx not in self._lanes and not (self._screen_text and choice.get("logprobs")):
             return choice, Step()  # nothing screened in this choice (yet)
@@ -312,10 +313,10 @@ def _token_strings(tokens: Any) -> list[str] | None:
     return strings if len(strings) == len(words) else None
 
 
-def _check_texts(choice: dict[str, Any], endpoint: str) -> None:
-    """Every text place of a streamed choice holds a string: content parts or tool arguments as an object
-    there would pass unread (red team)."""
-    patterns = tuple(inside for _, inside in stream_rows(endpoint))
-    for places in find_all(choice, patterns).values():
-        if any(not isinstance(m.value, (str, type(None))) for m in places):
-            raise StreamBroken("the upstream sent a chunk whose text is not a string")
+def _check_texts(places: dict[str, list[Match]]) -> None:
+    """Every text place of a streamed choice (its ``choice_places``) holds a string: content parts or tool
+    arguments as an object there would pass unread (red team)."""
+    for matches in places.values():
+        for match in matches:
+            if match.value is not None and type(match.value) is not str:
+                raise StreamBroken("the upstream sent a chunk whose text is not a string")

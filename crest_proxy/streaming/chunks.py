@@ -51,11 +51,16 @@ def _rows_by_path(endpoint: str) -> dict[str, TextField]:
     return {inside: row for row, inside in stream_rows(endpoint)}
 
 
+def choice_places(choice: dict[str, Any], endpoint: str) -> dict[str, list[Match]]:
+    """Every place of one chunk choice that a streamed row of ``endpoint`` names: one walk for every row."""
+    return find_all(choice, _patterns(endpoint))
+
+
 def choice_texts(
-    choice: dict[str, Any], idx: int, *, endpoint: str, text: bool, tools: bool
+    matches: dict[str, list[Match]], idx: int, *, endpoint: str, text: bool, tools: bool
 ) -> list[ChoiceText]:
-    """The non-empty strings of one chunk choice to screen (``text``: message text, ``tools``: tool calls)."""
-    matches = find_all(choice, _patterns(endpoint))  # one walk of the choice for every row
+    """The non-empty strings to screen among a choice's ``choice_places`` (``text``: message text,
+    ``tools``: tool calls)."""
     rows = _rows_by_path(endpoint)
     found = []
     for inside, places in matches.items():  # walk order: the registry's order of fields

@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
 
 import httpx
 
 from crest_proxy.errors import UpstreamError, UpstreamTimeoutError
 from crest_proxy.policy.model import LiteLLMUpstream, Policy
 from crest_proxy.settings import ServerSettings
-from crest_proxy.upstream.masking import masked
+from crest_proxy.upstream.masking import UpstreamAnswer, masked
 
 MAX_ANSWER_BYTES = ServerSettings.max_upstream_body_bytes
 _log = logging.getLogger("crest_proxy.upstream")
@@ -77,6 +78,14 @@ class _ClientKey:
 ModelSecrets = Callable[[str], Mapping[str, Mapping[str, str]]]
 
 
+class UpstreamClient(httpx.AsyncClient):
+    """A pooled upstream client that names its transport, so ``send`` can use it directly."""
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport, **options: Any) -> None:
+        super().__init__(transport=transport, **options)
+        self.upstream_transport = transport
+
+
 class UpstreamPool:
     """One pooled ``httpx.AsyncClient`` per distinct upstream (base URL + timeouts)."""
 
@@ -94,7 +103,7 @@ class UpstreamPool:
         async with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = httpx.AsyncClient(
+                client = UpstreamClient(
                     base_url=key.base_url.rstrip("/") + "/",
                     timeout=httpx.Timeout(connect=key.connect, read=key.read, write=key.write, pool=key.pool),
                     transport=self._transport_for(policy),
@@ -171,7 +180,7 @@ async def post_json(
     *,
     total_s: float,
     max_bytes: int = MAX_ANSWER_BYTES,
-) -> httpx.Response:
+) -> UpstreamAnswer:
     """POST JSON upstream and read the whole answer (at most ``max_bytes``) within ``total_s``.
 
     Failures become ``UpstreamError``; the answer comes back with the tenant's upstream key masked.
@@ -187,7 +196,7 @@ async def get(
     *,
     total_s: float,
     max_bytes: int = MAX_ANSWER_BYTES,
-) -> httpx.Response:
+) -> UpstreamAnswer:
     """GET from the upstream within ``total_s``, like ``post_json``."""
     request = client.build_request("GET", path, headers=dict(headers))
     return await _exchange(client, request, total_s=total_s, max_bytes=max_bytes)
@@ -195,7 +204,7 @@ async def get(
 
 async def _exchange(
     client: httpx.AsyncClient, request: httpx.Request, *, total_s: float, max_bytes: int
-) -> httpx.Response:
+) -> UpstreamAnswer:
     try:
         return await asyncio.wait_for(_read_capped(client, request, max_bytes), total_s)
     except asyncio.TimeoutError as exc:
@@ -204,13 +213,27 @@ async def _exchange(
         raise map_transport_error(exc) from exc
 
 
-async def _read_capped(client: httpx.AsyncClient, request: httpx.Request, max_bytes: int) -> httpx.Response:
+async def _read_capped(client: httpx.AsyncClient, request: httpx.Request, max_bytes: int) -> UpstreamAnswer:
     """The whole answer, refused (502 ``upstream_too_large``) as soon as it grows past ``max_bytes``."""
-    return await read_answer(await client.send(request, stream=True), max_bytes)
+    return await read_answer(await send(client, request), max_bytes)
 
 
-async def read_answer(response: httpx.Response, max_bytes: int = MAX_ANSWER_BYTES) -> httpx.Response:
-    """Read an opened (streamed) answer whole, at most ``max_bytes``, into a copy with the key masked."""
+async def send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """``client.send(request, stream=True)``; for the pool's own clients, straight through the transport.
+
+    Upstream clients follow no redirects, authenticate with headers and keep no cookies, so the client's
+    auth, redirect, cookie and hook machinery around the transport does nothing for them, at a cost of
+    about a tenth of the proxy's pass-through CPU (issue 13's budget; ``benchmarks/load.py``).
+    """
+    if not isinstance(client, UpstreamClient):
+        return await client.send(request, stream=True)
+    response = await client.upstream_transport.handle_async_request(request)
+    response.request = request  # as the client's send does (the LiteLLM transport leaves it unset)
+    return response
+
+
+async def read_answer(response: httpx.Response, max_bytes: int = MAX_ANSWER_BYTES) -> UpstreamAnswer:
+    """Read an opened (streamed) answer whole, at most ``max_bytes``, with the key masked."""
     try:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
@@ -242,7 +265,7 @@ async def open_stream(
     """Open a streaming POST upstream; the response is closed (connection released) on exit."""
     request = client.build_request("POST", path, json=body, headers=dict(headers))
     try:
-        response = await client.send(request, stream=True)
+        response = await send(client, request)
     except httpx.HTTPError as exc:
         raise map_transport_error(exc) from exc
     try:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from crest_proxy.types import Direction
-from crest_proxy.wire.extract import misplaced
+from crest_proxy.wire.extract import BodyReading, read_body
 from crest_proxy.wire.slots import path_param
 from crest_proxy.wire.validate import json_type
 
@@ -25,15 +25,20 @@ _OUTPUTS = {
 }
 
 
-def shape_problem(endpoint: str, answer: Mapping[str, Any]) -> str | None:
-    """What is wrong with the shape of ``answer`` (a sentence fragment), or None when nothing is."""
+def shape_problem(endpoint: str, answer: Mapping[str, Any], reading: BodyReading | None = None) -> str | None:
+    """What is wrong with the shape of ``answer`` (a sentence fragment), or None when nothing is.
+
+    ``reading`` is the answer's ``read_body`` when the caller already walked it (to screen its texts).
+    """
     key = _OUTPUTS.get(endpoint)
     outputs = answer.get(key) if key else None
     if outputs is not None and not (
         isinstance(outputs, list) and all(isinstance(o, Mapping) for o in outputs)
     ):
         return f"'{key}' is {json_type(outputs)}, not an array of objects"
-    odd = misplaced(endpoint, answer, Direction.OUTBOUND) if key else []
+    if reading is None and key:
+        reading = read_body(endpoint, answer, Direction.OUTBOUND)
+    odd = reading.misplaced if reading is not None and key else []
     if odd:
         return f"'{path_param(odd[0])}' holds an array or object where text belongs"
     return None

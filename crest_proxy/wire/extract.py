@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from crest_proxy import endpoints
@@ -24,21 +25,49 @@ from crest_proxy.wire.slots import TextSlot
 Slots = Iterator[TextSlot]
 
 
+@dataclass(frozen=True)
+class BodyReading:
+    """What one walk of a body over its endpoint's registry rows found (validation and screening share it)."""
+
+    texts: list[TextSlot]  # every text the model reads (or wrote), in body order
+    misplaced: list[JsonPath]  # containers where text belongs (``misplaced``)
+    tokens: list[JsonPath]  # token-id inputs (``token_inputs``)
+
+
+def read_body(endpoint: str, body: Any, direction: Direction = Direction.INBOUND) -> BodyReading:
+    """Walk ``body`` once for every registry row of ``endpoint`` and ``direction``.
+
+    Validation (``misplaced``), the token-input check and extraction all read the same places; walking the
+    body once for all three is a third of the pass-through cost it was (issue 13's overhead budget).
+    """
+    if not isinstance(body, Mapping):
+        return BodyReading([], [], [])
+    rows, patterns = _all_rows(endpoint, direction)
+    matches = find_all(body, patterns)
+    found: list[tuple[TextField, TextSlot]] = []
+    odd: list[JsonPath] = []
+    tokens: list[JsonPath] = []
+    for row in rows:
+        for match in matches.get(row.path, ()):
+            value = match.value
+            if isinstance(value, (dict, list)) and not _readable(rows, row, value):
+                odd.append(match.path)
+            if row.kind == "tokens":
+                if _is_tokens(value):
+                    tokens.append(match.path)
+            else:
+                found += ((row, slot) for slot in _slots(row, match))
+    return BodyReading(_in_body_order(found), odd, tokens)
+
+
 def request_texts(endpoint: str, body: Mapping[str, Any]) -> list[TextSlot]:
     """The texts of a request body that the model will read, in body order."""
-    return _texts(*_text_rows(endpoint, Direction.INBOUND), body)
+    return read_body(endpoint, body, Direction.INBOUND).texts
 
 
 def response_texts(endpoint: str, body: Mapping[str, Any]) -> list[TextSlot]:
     """The texts of a non-streaming response body that the model wrote, in body order."""
-    return _texts(*_text_rows(endpoint, Direction.OUTBOUND), body)
-
-
-@functools.lru_cache(maxsize=64)
-def _text_rows(endpoint: str, direction: Direction) -> tuple[tuple[TextField, ...], tuple[str, ...]]:
-    """The rows holding text (not token ids) of one endpoint and direction, and their patterns."""
-    rows = tuple(row for row in endpoints.fields(endpoint, direction) if row.kind != "tokens")
-    return rows, tuple(row.path for row in rows)
+    return read_body(endpoint, body, Direction.OUTBOUND).texts
 
 
 def field_texts(row: TextField, body: Any) -> list[TextSlot]:
@@ -48,10 +77,7 @@ def field_texts(row: TextField, body: Any) -> list[TextSlot]:
 
 def token_inputs(endpoint: str, body: Mapping[str, Any]) -> list[JsonPath]:
     """Where a request carries token ids (arrays of integers) the classifier cannot read."""
-    rows = [r for r in endpoints.fields(endpoint, Direction.INBOUND) if r.kind == "tokens"]
-    if not isinstance(body, Mapping):
-        return []
-    return [m.path for row in rows for m in find(body, row.path) if _is_tokens(m.value)]
+    return read_body(endpoint, body, Direction.INBOUND).tokens
 
 
 def misplaced(
@@ -64,12 +90,7 @@ def misplaced(
     into it (``content`` as an array of parts), a value another row of the same path takes (a prompt as
     token ids) too; numbers and booleans carry no words.
     """
-    rows, patterns = _all_rows(endpoint, direction)
-    if not isinstance(body, Mapping):
-        return []
-    matches = find_all(body, patterns)
-    found = [(row, m) for row in rows for m in matches.get(row.path, ()) if isinstance(m.value, (dict, list))]
-    return [m.path for row, m in found if not _readable(rows, row, m.value)]
+    return read_body(endpoint, body, direction).misplaced
 
 
 def _readable(rows: tuple[TextField, ...], row: TextField, value: Any) -> bool:
@@ -90,16 +111,6 @@ def _takes(row: TextField, value: Any) -> bool:
     if row.kind in ("schema", "json"):
         return isinstance(value, Mapping)  # a schema, or JSON given decoded
     return row.kind == "tokens" and _is_tokens(value)
-
-
-def _texts(rows: tuple[TextField, ...], patterns: tuple[str, ...], body: Mapping[str, Any]) -> list[TextSlot]:
-    if not isinstance(body, Mapping):
-        return []
-    matches = find_all(body, patterns)
-    found = [
-        (row, slot) for row in rows for match in matches.get(row.path, ()) for slot in _slots(row, match)
-    ]
-    return _in_body_order(found)
 
 
 def _in_body_order(found: list[tuple[TextField, TextSlot]]) -> list[TextSlot]:
@@ -125,7 +136,7 @@ def _all_rows(endpoint: str, direction: Direction) -> tuple[tuple[TextField, ...
     """Every row of one endpoint and direction, and their patterns (keyed by name: hashing the rows, as
     a cache keyed by them would, cost more than the walk)."""
     rows = endpoints.fields(endpoint, direction)
-    return rows, tuple(row.path for row in rows)
+    return rows, tuple(dict.fromkeys(row.path for row in rows))  # a path two rows share is walked once
 
 
 @functools.lru_cache(maxsize=1024)

@@ -18,7 +18,7 @@ import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 JsonPath = tuple[str | int, ...]
 
@@ -47,9 +47,12 @@ class Step:
         return hit != self.negated
 
 
-@dataclass(frozen=True)
-class Match:
-    """One place a pattern matched: its concrete path, the value there, and the first element it entered."""
+class Match(NamedTuple):
+    """One place a pattern matched: its concrete path, the value there, and the first element it entered.
+
+    A named tuple, not a frozen dataclass: every chunk of every stream makes a few, and a frozen
+    dataclass's ``__init__`` costs several times a tuple's.
+    """
 
     path: JsonPath
     value: Any

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from crest_proxy.errors import BadRequestError
-from crest_proxy.wire.extract import misplaced
+from crest_proxy.wire.extract import BodyReading, read_body
 from crest_proxy.wire.slots import check_endpoint, path_param
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
@@ -20,8 +20,11 @@ _STRING_OR_PARTS = "one of a string or array of objects"
 _PROMPT_TYPES = "one of a string, an array of strings, an array of tokens or an array of token arrays"
 
 
-def validate_request(endpoint: str, body: Any) -> None:
-    """Raise ``BadRequestError`` (with OpenAI's message, code and param) when ``body`` is malformed."""
+def validate_request(endpoint: str, body: Any) -> BodyReading:
+    """Raise ``BadRequestError`` (with OpenAI's message, code and param) when ``body`` is malformed.
+
+    Returns what the walk of the body's text places found, for the caller to screen without walking again.
+    """
     check_endpoint(endpoint)
     if not isinstance(body, Mapping):
         message = f"The request body must be a JSON object, but got {json_type(body)} instead."
@@ -30,12 +33,14 @@ def validate_request(endpoint: str, body: Any) -> None:
     _check_stream(body)
     _check_n(body)
     _BODY[endpoint](body)
-    _check_text_places(endpoint, body)
+    reading = read_body(endpoint, body)
+    _check_text_places(body, reading)
+    return reading
 
 
-def _check_text_places(endpoint: str, body: Mapping[str, Any]) -> None:
+def _check_text_places(body: Mapping[str, Any], reading: BodyReading) -> None:
     """Every place the registry reads text from holds text (or what a row reads into): nothing unread."""
-    for path in misplaced(endpoint, body):
+    for path in reading.misplaced:
         raise invalid_type(path_param(path), "a string", _value_at(body, path))
 
 
