@@ -105,3 +105,40 @@ def test_policy_check_names_the_file_the_rule_and_the_fix(
 def test_the_empty_match_check_still_applies() -> None:
     with pytest.raises(Exception, match="matches the empty string"):
         make_policy(rules=[rule("empty", "a*")])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "required"),
+    [
+        (r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}", ("@", ".")),
+        (r"\bsk-[A-Za-z0-9_-]{20}", ("sk-",)),
+        (r"foo(bar)?baz", ("foo", "baz")),  # an optional group is not required
+        (r"(?:x(?i:yz)w)+", ("x", "w")),  # nor a case-insensitive one
+        (r"(?i)secret", ()),
+        (r"cat|dog", ()),  # nor one alternative
+        (r"x{0,3}y", ("y",)),
+    ],
+)
+def test_literals_every_match_contains_are_found(pattern: str, required: tuple[str, ...]) -> None:
+    assert compile_rule(pattern).required == required
+    assert compile_rule(pattern, ignore_case=True).required == ()
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}",
+        r"\bsk-[A-Za-z0-9_-]{8}",
+        r"foo(bar)?baz",
+        "x{0,3}y",
+    ],
+)
+@pytest.mark.parametrize(
+    "text",
+    ["", "mail me: jo@example.org or ann@x.co.uk", "no at sign. here", "sk-abcdefgh0123 and sk-",
+     "foobaz foobarbaz", "xxxy y", "Ünïcødé jö@exämple.de ＠ fullwidth"],
+)  # fmt: skip
+def test_skipping_texts_without_the_required_literals_changes_no_match(pattern: str, text: str) -> None:
+    matcher = compile_rule(pattern)
+    searched = [(m.start(), m.end()) for m in matcher.compiled.finditer(text)]
+    assert list(matcher.spans(text)) == searched
