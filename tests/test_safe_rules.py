@@ -142,3 +142,12 @@ def test_skipping_texts_without_the_required_literals_changes_no_match(pattern: 
     matcher = compile_rule(pattern)
     searched = [(m.start(), m.end()) for m in matcher.compiled.finditer(text)]
     assert list(matcher.spans(text)) == searched
+
+
+def test_tenants_with_the_same_rule_share_one_compilation() -> None:
+    email = r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}"  # ~83 MiB of RE2 program
+    first = make_policy(rules=[rule("email", email)])
+    second = make_policy(tenant="other", rules=[rule("mail", email)])
+    assert first.rules[0].matcher is second.rules[0].matcher
+    folded = make_policy(rules=[rule("email", email, ignore_case=True)])
+    assert folded.rules[0].matcher is not first.rules[0].matcher

@@ -222,8 +222,8 @@ async def send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Respo
     """``client.send(request, stream=True)``; for the pool's own clients, straight through the transport.
 
     Upstream clients follow no redirects, authenticate with headers and keep no cookies, so the client's
-    auth, redirect, cookie and hook machinery around the transport does nothing for them, at a cost of
-    about a tenth of the proxy's pass-through CPU (issue 13's budget; ``benchmarks/load.py``).
+    auth, redirect, cookie and hook machinery around the transport does nothing for them, at a cost of a
+    few per cent of the proxy's pass-through CPU (issue 13's budget).
     """
     if not isinstance(client, UpstreamClient):
         return await client.send(request, stream=True)

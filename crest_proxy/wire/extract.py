@@ -37,8 +37,8 @@ class BodyReading:
 def read_body(endpoint: str, body: Any, direction: Direction = Direction.INBOUND) -> BodyReading:
     """Walk ``body`` once for every registry row of ``endpoint`` and ``direction``.
 
-    Validation (``misplaced``), the token-input check and extraction all read the same places; walking the
-    body once for all three is a third of the pass-through cost it was (issue 13's overhead budget).
+    Validation (``misplaced``), the token-input check and extraction all read the same places: one walk
+    instead of three per request (issue 13's pass-through budget).
     """
     if not isinstance(body, Mapping):
         return BodyReading([], [], [])
