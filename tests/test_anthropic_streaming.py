@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from crest_proxy.classifier import CrestClassifier
-from tests.anthropic_harness import AnthropicHarness, key_of, running_anthropic_proxy
+from tests.anthropic_harness import UPSTREAM_KEY, AnthropicHarness, key_of, running_anthropic_proxy
 from tests.fake_anthropic import frame, message_events, text_events, thinking_events, tool_events
 from tests.test_streaming import RechunkingTransport
 
@@ -187,6 +187,23 @@ def test_stream_upstream_http_error_is_json_in_anthropics_shape(harness: Anthrop
     harness.fake.error = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
     answer = harness.post({"model": MODEL, "max_tokens": 8, "stream": True, "messages": HELLO})
     assert answer.status_code == 429 and answer.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_stream_upstream_error_is_read_capped_and_key_masked(harness: AnthropicHarness) -> None:
+    # The early answer of a streaming request goes through the same capped, masking read as a plain one.
+    harness.fake.status = 400
+    leaked = f"Incorrect API key provided: {UPSTREAM_KEY[:14]}***"
+    harness.fake.error = {"type": "error", "error": {"type": "invalid_request_error", "message": leaked}}
+    answer = harness.post({"model": MODEL, "max_tokens": 8, "stream": True, "messages": HELLO})
+    assert answer.status_code == 400
+    assert UPSTREAM_KEY[:14] not in answer.text and "***" in answer.json()["error"]["message"]
+    harness.fake.error = {"type": "error", "error": {"type": "api_error", "message": "x" * (17 << 20)}}
+    answer = harness.post({"model": MODEL, "max_tokens": 8, "stream": True, "messages": HELLO})
+    assert answer.status_code == 502  # over max_upstream_body_bytes (16 MiB): never held whole
+    assert (
+        answer.json()["error"]["type"] == "api_error"
+        and "16777216 bytes" in answer.json()["error"]["message"]
+    )
 
 
 def test_stream_audit_record_names_messages(harness: AnthropicHarness) -> None:
