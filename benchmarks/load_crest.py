@@ -135,18 +135,26 @@ def main() -> int:
     # load_fixtures.served_source reads this line: which checkout is served (load.py --baseline).
     package = Path(crest_proxy.__file__).parent
     print(f"crest_proxy from {package}", file=sys.stderr, flush=True)
-    _isolate(package)
-    parts = _app_parts(package)
-    parts["configure_logging"]("warning")
-    settings = parts["ServerSettings"](
-        host="127.0.0.1", port=args.port, policies_dir=args.policies, audit_log=args.audit_log
-    )
-    policies = parts["load_policies"](args.policies)
-    app = parts["create_app"](settings, policies=policies, classifier=_classifier(args))
+    app = build_app(args.policies, args.port, args.audit_log, _classifier(args))
     if strays := _strays(package):
         raise SystemExit(f"modules from outside {package}: {', '.join(strays)}")
     _serve(app, args.port, args.profile)
     return 0
+
+
+def build_app(policies: Path, port: int, audit_log: Path, classifier: Any, transport: Any = None) -> Any:
+    """The proxy app of the crest_proxy on PYTHONPATH (either layout), quiet logs, these policies."""
+    import crest_proxy
+
+    package = Path(crest_proxy.__file__).parent
+    _isolate(package)
+    parts = _app_parts(package)
+    parts["configure_logging"]("warning")
+    settings = parts["ServerSettings"](
+        host="127.0.0.1", port=port, policies_dir=policies, audit_log=audit_log
+    )
+    loaded = parts["load_policies"](policies)
+    return parts["create_app"](settings, policies=loaded, classifier=classifier, transport=transport)
 
 
 if __name__ == "__main__":

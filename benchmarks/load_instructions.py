@@ -72,27 +72,13 @@ class _Upstream(httpx.AsyncBaseTransport):
 
 
 def _app(workdir: Path) -> Any:
-    """The no-op proxy of the tree on PYTHONPATH, built like load_crest.py builds it."""
+    """The no-op proxy of the tree on PYTHONPATH, built as load_crest.py builds it."""
     spec = importlib.util.spec_from_file_location("load_crest", BENCH / "load_crest.py")
     assert spec is not None and spec.loader is not None
     launcher = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(launcher)
-    import crest_proxy
-
-    package = Path(crest_proxy.__file__).parent
-    launcher._isolate(package)
-    parts = launcher._app_parts(package)
-    parts["configure_logging"]("warning")
     policies = write_policy(workdir / "policies", "http://upstream.invalid")
-    settings = parts["ServerSettings"](
-        host="127.0.0.1", port=1, policies_dir=policies, audit_log=workdir / "audit.jsonl"
-    )
-    return parts["create_app"](
-        settings,
-        policies=parts["load_policies"](policies),
-        classifier=launcher.NoopClassifier(),
-        transport=_Upstream(),
-    )
+    return launcher.build_app(policies, 1, workdir / "audit.jsonl", launcher.NoopClassifier(), _Upstream())
 
 
 async def _drive(app: Any, requests: int, stream: bool) -> None:
