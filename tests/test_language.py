@@ -81,6 +81,21 @@ def test_identifies_each_sample_language(identify: LanguageIdentifier, language:
     assert [identify(text) for text in SAMPLES[language]] == [language, language]
 
 
+def test_float32_weights_answer_exactly_as_the_shipped_model(identify: LanguageIdentifier) -> None:
+    from py3langid.langid import MODEL_FILE
+    from py3langid.langid import LanguageIdentifier as Shipped
+
+    shipped = Shipped.from_model_file(MODEL_FILE, norm_probs=True)
+    texts = [text for pair in SAMPLES.values() for text in pair]
+    texts += [" ".join(text.split()[:3]) for text in texts]  # short fragments: the least confident
+    for text in texts:
+        code, confidence = shipped.classify(text)
+        guess = identify.guess(text)
+        assert guess.confidence == pytest.approx(confidence, rel=1e-5), text
+        if confidence >= 0.5:
+            assert guess.code is not None and code.startswith(guess.code[:2]), text
+
+
 @pytest.mark.parametrize("text", ["", "ok", "1234 5678", "```\n}\n```", "🙂🙂🙂", "   "])
 def test_texts_without_a_clear_language_are_unknown(identify: LanguageIdentifier, text: str) -> None:
     assert identify(text) is None
