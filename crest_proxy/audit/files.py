@@ -92,12 +92,13 @@ class RotatingFile:
         self._max_age_s = max_age_s
         self._clock = clock
         self._file: Appendable | None = None
+        self._identity: tuple[int, int] | None = None  # (inode, device) of the open file
         self._size = 0
         self._born = 0.0
 
     def open(self) -> None:
         """Open (creating directories) for appending; size and age continue those of an existing file."""
-        self._file = self._opener(self.path)
+        self._set_file(self._opener(self.path))
         self._size = self.path.stat().st_size if self.path.is_file() else 0
         born = _first_record_time(self.path) if self._size else None
         self._born = born if born is not None else self._clock()
@@ -107,16 +108,21 @@ class RotatingFile:
         """Whether a file is open (a failed reopen leaves none; the next write tries again)."""
         return self._file is not None
 
+    def _set_file(self, file: Appendable) -> None:
+        self._file = file
+        fd = _fileno(file)
+        # The open file's identity cannot change: read once, so each batch costs one stat, not two.
+        self._identity = None if fd is None else _identity(os.fstat(fd))
+
     def replaced(self) -> bool:
         """Whether the path no longer names the open file (deleted, or another file moved in)."""
-        fd = _fileno(self._file)
-        if fd is None:
-            return False  # a test double: nothing on disk to compare with
+        if self._file is None or self._identity is None:
+            return False  # nothing open, or a test double: nothing on disk to compare with
         try:
-            on_disk, ours = os.stat(self.path), os.fstat(fd)
+            on_disk = os.stat(self.path)
         except FileNotFoundError:
             return True
-        return (on_disk.st_ino, on_disk.st_dev) != (ours.st_ino, ours.st_dev)
+        return _identity(on_disk) != self._identity
 
     def reopen(self) -> None:
         """Close and open the path again (after it was deleted or replaced)."""
@@ -161,19 +167,23 @@ class RotatingFile:
         except OSError:
             log.exception("audit log %s: rotation failed; appending to it instead", self.path)
             target = None
-        self._file = self._opener(self.path)  # an OSError here is the caller's: it counts the lost lines
+        self._set_file(self._opener(self.path))  # an OSError here is the caller's: it counts the lost lines
         self._size = self.path.stat().st_size if self.path.is_file() else 0
         self._born = self._clock()
         return target
 
     def close(self) -> None:
         """Close the file (errors are logged)."""
-        file, self._file = self._file, None
+        file, self._file, self._identity = self._file, None, None
         if file is not None:
             try:
                 file.close()
             except OSError:
                 log.exception("audit log %s: close failed", self.path)
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_ino, stat.st_dev
 
 
 def _first_record_time(path: Path) -> float | None:
