@@ -109,3 +109,24 @@ def test_readings_map_junctions_back_to_each_part() -> None:
     located = glued.locate(7, 13)
     assert [(loc.index, loc.start, loc.end) for loc in located] == [(0, 7, 10), (1, 0, 3)]
     assert glued.blame == (1,)
+
+
+@pytest.mark.parametrize(
+    ("text", "view"),
+    [
+        ("Tom &amp; Jerry", "Tom & Jerry"),
+        ("caf%C3%A9 &#x263A;", "café ☺"),
+        ("a&#8203;b", "ab"),  # a decoded zero-width space is dropped like a literal one
+        ("100% sure, AT&T, &unknown; %zz %C3", "100% sure, AT&T, &unknown; %zz %C3"),  # not escapes
+    ],
+)
+def test_markup_escapes_are_read_as_what_they_stand_for(text: str, view: str) -> None:
+    assert normalize(text).text == view
+
+
+def test_a_decoded_word_redacts_its_whole_escapes() -> None:
+    text = "Keep. Say k&#97;b%6Fom now."
+    view = normalize(text)
+    found = view.text.index("kaboom")
+    span = Span(*view.to_original(found, found + 6), "crest")
+    assert redact(text, [span], "[X]") == "Keep. Say [X] now."

@@ -70,6 +70,13 @@ OBFUSCATIONS: dict[str, str] = {
     "combining-grapheme-joiner": "ka\u034fboom",
     "hangul-filler": "ka\u3164boom",
     "mixed": "ｋ\u200b\u0430b\u00ad\U0001d428om",
+    "html-decimal": "&#107;&#97;&#98;&#111;&#111;&#109;",
+    "html-hex": "&#x6B;&#x61;&#x62;&#x6f;&#x6f;&#x6d;",
+    "html-no-semicolons": "&#107&#97&#98&#111&#111&#109",
+    "html-one-letter": "ka&#98;oom",
+    "percent-encoded": "%6B%61%62%6F%6F%6D",
+    "percent-one-letter": "kab%6Fom",
+    "percent-encoded-lookalike": "k%D0%B0boom",
 }
 
 

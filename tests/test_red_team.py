@@ -615,11 +615,6 @@ def test_streamed_tool_arguments_as_an_object(harness: Harness, upstream: RawUps
     assert WORD not in _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}]}).text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the normalized view decodes no markup escapes: HTML character references and percent-encoding,"
-    " which a model reads easily, pass (decoding them in every text would need offset maps in normalize)",
-)
 @pytest.mark.parametrize(
     "word", ["&#107;&#97;&#98;&#111;&#111;&#109;", "%6B%61%62%6F%6F%6D"], ids=["html", "percent"]
 )

@@ -15,19 +15,22 @@ look Latin (Cyrillic ``а``, Greek ``Κ``). ``normalize`` undoes each of these (
 * letters that look Latin are folded with the TS #39 table (``lookalikes``): everywhere in a text that is
   mostly Latin (or could all be), and otherwise inside words that also hold ASCII letters (so Russian
   prose is left alone);
+* markup escapes are read as what they stand for: HTML character references (``&#107;``, ``&#x6b;``,
+  ``&amp;``) and percent-encoded UTF-8 (``%6B``), each decoded character mapped to its whole escape;
 * hidden readings are appended after a line break: text written with tag characters (ASCII smuggling)
   decoded, and text under a right-to-left override in the order it is displayed.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from crest_proxy.screening.lookalikes import latin_lookalikes
-from crest_proxy.screening.scan import SCRIPTS_FOLDED, Work, is_invisible, patterns, scan, script
+from crest_proxy.screening.scan import ESCAPE, SCRIPTS_FOLDED, Work, is_invisible, patterns, scan, script
 
 _OVERRIDE_RTL, _POP = "\u202e", "\u202c"
 _TAG = re.compile("[\U000e0020-\U000e007e]")
@@ -101,18 +104,57 @@ def _clusters(text: str) -> Iterator[_Piece]:
     """Grapheme-ish clusters of ``text`` (a base and its marks), NFKC'd; invisible ones are dropped."""
     shared = patterns()
     pending: _Piece | None = None
-    for match in shared.cluster.finditer(text):
-        start, end = match.span()
-        if text[start] in shared.hidden_chars and is_invisible(text, start):
+    for start, end, cluster, escaped in _units(text):
+        invisible = cluster in shared.hidden_chars and (
+            is_invisible(cluster, 0) if escaped else is_invisible(text, start)
+        )
+        if invisible:
             if pending is not None:
                 pending.end = end  # a dropped character belongs to the cluster before it
             continue
         if pending is not None:
             yield pending
         # Dropped characters before the first kept cluster belong to it.
-        pending = _piece(match.group(), 0 if pending is None else start, end)
+        pending = _piece(cluster, 0 if pending is None else start, end)
     if pending is not None:
         yield pending
+
+
+_Unit = tuple[int, int, str, bool]  # start, end, characters, whether they were decoded from an escape
+
+
+def _units(text: str) -> Iterator[_Unit]:
+    """The clusters of ``text``, each markup escape replaced by the character(s) it stands for."""
+    cluster = patterns().cluster
+    done = 0
+    for escape in ESCAPE.finditer(text):
+        decoded = _decoded(escape)
+        if decoded is None:
+            continue  # not an escape after all (an unknown entity name, bytes that are not UTF-8)
+        for match in cluster.finditer(text, done, escape.start()):
+            yield match.start(), match.end(), match.group(), False
+        yield from decoded
+        done = escape.end()
+    for match in cluster.finditer(text, done):
+        yield match.start(), match.end(), match.group(), False
+
+
+def _decoded(escape: re.Match[str]) -> list[_Unit] | None:
+    """What an escape stands for: one unit per decoded character, spanning the bytes that encoded it."""
+    raw, start = escape.group(), escape.start()
+    if raw[0] == "&":
+        chars = html.unescape(raw)  # HTML5's rules: out-of-range numbers become U+FFFD, 0x80-0x9F cp1252
+        return None if chars == raw else [(start, escape.end(), chars, True)]
+    try:
+        chars = bytes.fromhex(raw.replace("%", "")).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    units: list[_Unit] = []
+    for ch in chars:
+        width = 3 * len(ch.encode("utf-8", "surrogatepass"))  # "%XX" per byte
+        units.append((start, start + width, ch, True))
+        start += width
+    return units
 
 
 def _piece(cluster: str, start: int, end: int) -> _Piece:

@@ -7,7 +7,8 @@ string (C speed) and looks at single characters only where one of them matched:
 * ``PLAIN``: nothing to fold: the text is its own view;
 * ``COMPATIBILITY``: only NFKC changes it (fullwidth CJK punctuation, ligatures): a per-character NFKC;
 * ``SUSPECT``: invisible or format characters, lookalike letters that could be read as Latin, stray or
-  piled-up combining marks: the full normalization.
+  piled-up combining marks, markup escapes (HTML character references, percent-encoded bytes): the full
+  normalization.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ _ZWJ = "\u200d"
 _JOINERS = "\u200c\u200d"
 _WORD = re.compile(r"\w+")
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
+# Escapes a model decodes as it reads (``&#107;``, ``&#x6b;``, ``&amp;``, ``%6B``): HTML character references
+# (the ``;`` of a numeric one is optional in HTML too) and runs of percent-encoded bytes.
+ESCAPE = re.compile(
+    r"&#[xX][0-9a-fA-F]{1,6};?|&#[0-9]{1,7};?|&[A-Za-z][A-Za-z0-9]{1,31};|(?:%[0-9A-Fa-f]{2})+"
+)
 
 
 class Work(Enum):
@@ -40,6 +46,8 @@ class Work(Enum):
 
 def scan(text: str) -> Work:
     """How much work normalizing ``text`` takes (see the module docstring)."""
+    if ("&" in text or "%" in text) and ESCAPE.search(text):
+        return Work.SUSPECT
     if text.isascii():
         return Work.PLAIN
     if _hidden(text) or _lookalikes(text) or _patterns().stray.search(text) or heavily_marked(text):
