@@ -56,7 +56,7 @@ def write_policy(directory: Path, upstream_url: str) -> Path:
         "rules": [
             {
                 "name": "email",
-                "pattern": r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}",
+                "pattern": r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",  # policies/default.yaml's
                 "action": "redact",
             },
             {"name": "openai-api-key", "pattern": r"\bsk-[A-Za-z0-9_-]{20}", "action": "block"},
