@@ -77,6 +77,8 @@ OBFUSCATIONS: dict[str, str] = {
     "percent-encoded": "%6B%61%62%6F%6F%6D",
     "percent-one-letter": "kab%6Fom",
     "percent-encoded-lookalike": "k%D0%B0boom",
+    "base64": "a2Fib29t",
+    "base64-urlsafe-lookalike": "a9CwYm9vbQ",  # "kаboom" with a Cyrillic а, no padding
 }
 
 

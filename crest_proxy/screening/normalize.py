@@ -18,7 +18,8 @@ look Latin (Cyrillic ``а``, Greek ``Κ``). ``normalize`` undoes each of these (
 * markup escapes are read as what they stand for: HTML character references (``&#107;``, ``&#x6b;``,
   ``&amp;``) and percent-encoded UTF-8 (``%6B``), each decoded character mapped to its whole escape;
 * hidden readings are appended after a line break: text written with tag characters (ASCII smuggling)
-  decoded, and text under a right-to-left override in the order it is displayed.
+  decoded, text under a right-to-left override in the order it is displayed, and runs of base64 that
+  decode to readable text (``encoded``), themselves normalized (one level: base64 inside is not decoded).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from crest_proxy.screening.encoded import Encoded, base64_texts
 from crest_proxy.screening.lookalikes import latin_lookalikes
 from crest_proxy.screening.scan import ESCAPE, SCRIPTS_FOLDED, Work, is_invisible, patterns, scan, script
 
@@ -53,17 +55,23 @@ class Normalized:
         return min(self.starts[start:end]), max(self.ends[start:end])
 
 
-def normalize(text: str) -> Normalized:
-    """The normalized view of ``text`` (see the module docstring), with its map to ``text``."""
+def normalize(text: str, *, decode: bool = True) -> Normalized:
+    """The normalized view of ``text`` (see the module docstring), with its map to ``text``.
+
+    ``decode=False`` leaves base64 runs alone (the view of a decoded run is not decoded again).
+    """
     work = scan(text)
-    if work is Work.PLAIN:
+    encoded = base64_texts(text) if decode else []
+    if work is Work.PLAIN and not encoded:
         return Normalized(text, range(len(text)), range(1, len(text) + 1))
-    if work is Work.COMPATIBILITY:
+    if work is Work.COMPATIBILITY and not encoded:
         return _compatibility_view(text)
     pieces = list(_clusters(text))
     _fold_marks(pieces)
     _fold_lookalikes(pieces)
     pieces += _hidden_readings(text)
+    for run in encoded:
+        pieces += _decoded_reading(run)
     return _assemble(pieces)
 
 
@@ -223,6 +231,21 @@ def _hidden_readings(text: str) -> list[_Piece]:
     for reading in readings:
         if reading:
             out += [_Piece(_READING_SEPARATOR, reading[0].start, reading[0].start), *reading]
+    return out
+
+
+def _decoded_reading(run: Encoded) -> list[_Piece]:
+    """A decoded base64 run's own normalized view after a line break, each character mapped to the run."""
+    view = normalize(run.text, decode=False)
+    spans = run.spans
+    start0 = spans[0][0]
+    out = [_Piece(_READING_SEPARATOR, start0, start0)]
+    for ch, first, after in zip(view.text, view.starts, view.ends, strict=True):
+        if after <= first:  # a separator of the decoded text's own hidden readings: it spans nothing
+            at = spans[min(first, len(spans) - 1)][0]
+            out.append(_Piece(ch, at, at))
+        else:
+            out.append(_Piece(ch, spans[first][0], spans[after - 1][1]))
     return out
 
 
