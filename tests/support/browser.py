@@ -6,6 +6,7 @@ distribution's binary instead, and skip, saying why, only where it (or Playwrigh
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +52,11 @@ def browser() -> Iterator[Any]:
 
 
 def keep_screenshot(shot: Path, name: str) -> None:
-    """Copy a test's screenshot into docs/img (the README shows it)."""
+    """Copy a test's screenshot into docs/img (the README shows it) when CREST_PROXY_SCREENSHOTS=1.
+
+    Only on request: a test run must not change the checkout (every run rendered new bytes).
+    """
+    if os.environ.get("CREST_PROXY_SCREENSHOTS") != "1":
+        return
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, DOCS_IMG / name)
