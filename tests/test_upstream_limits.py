@@ -4,6 +4,7 @@ and a stream hold-back that stays linear in the size of one event."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -215,3 +216,17 @@ async def test_freed_heap_is_handed_back_when_the_process_grew(monkeypatch: pyte
     settled = len(calls)
     await asyncio.sleep(0.05)
     assert len(calls) == settled  # stopped with the app
+
+
+def test_a_served_app_freezes_its_start_up_objects(harness: Harness) -> None:
+    assert gc.get_freeze_count() > 10_000  # modules, tables and policies of the running proxy
+
+
+def test_start_up_objects_are_left_out_of_collections_while_serving() -> None:
+    built_at_start = [{"table": i} for i in range(1000)]
+    with memory.startup_objects_frozen():
+        assert gc.get_freeze_count() >= len(built_at_start)
+        gc.collect()  # a full collection no longer walks them
+        assert gc.get_freeze_count() >= len(built_at_start)
+    # Stopping gives them back to the collector (every frozen object: the freeze is process-wide).
+    assert gc.get_freeze_count() == 0

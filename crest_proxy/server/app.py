@@ -31,7 +31,7 @@ from crest_proxy.server.closing import CloseOnErrorMiddleware
 from crest_proxy.server.endpoints import routes
 from crest_proxy.server.gateway import Gateway, PolicyStore, json_response
 from crest_proxy.server.limits import InflightLimitMiddleware, bearer_key
-from crest_proxy.server.memory import trimming_memory
+from crest_proxy.server.memory import startup_objects_frozen, trimming_memory
 from crest_proxy.server.metrics import Metrics
 from crest_proxy.settings import ServerSettings
 from crest_proxy.upstream.pool import UpstreamPool
@@ -68,6 +68,7 @@ def create_app(
             )  # fmt: skip
             app.state.reloader = await _start_reloading(stack, settings, app.state.gateway, environ)
             await stack.enter_async_context(trimming_memory())  # freed heap back to the system (issue 14)
+            stack.enter_context(startup_objects_frozen())  # the collector skips what start-up built
             log.info("crest-proxy ready: %d tenants", len(app.state.gateway.store.current.policies))
             yield
 

@@ -1,4 +1,6 @@
-"""Give freed memory back to the system: glibc keeps the heap a large answer grew (issue 14: a 5 MB answer
+"""The process heap: freed memory given back to the system, and start-up objects kept out of the collector.
+
+Give freed memory back to the system: glibc keeps the heap a large answer grew (issue 14: a 5 MB answer
 took the proxy from 205 MiB to 1 GiB, and it stayed there).
 
 Python frees the strings, token lists and arrays of a large screening, but glibc's ``malloc`` keeps the
@@ -17,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 
 log = logging.getLogger("crest_proxy.server.memory")
 TRIM_INTERVAL_S = 10.0
@@ -79,3 +82,22 @@ async def _trim_when_grown(
         if floor is None or now is None or now - floor >= grow_bytes:
             await asyncio.to_thread(trim)
             floor = resident()
+
+
+@contextmanager
+def startup_objects_frozen() -> Iterator[None]:
+    """While open, the objects alive now (modules, tables, models, policies) are left out of collections.
+
+    Python's full collection walks every tracked object; under concurrency requests' objects live long
+    enough to trigger them often, and each walked the ~60,000 objects start-up left, none of which is ever
+    garbage: at 25 concurrent requests in-process that was 55–64 µs of a ~850 µs request. ``gc.freeze``
+    moves them to a generation the collector skips (and a fork shares their pages). Closing unfreezes them,
+    so an app built and stopped in a longer-lived process (tests) leaves nothing held. No collection runs
+    first: start-up leaves next to no cyclic garbage (16 objects, measured) and a full collection takes
+    ~0.3 s in a process that also loaded LiteLLM.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
