@@ -4,7 +4,8 @@
     python benchmarks/load_crest.py --policies DIR --port P --audit-log F --model DIR --max-batch-size 1
     python benchmarks/load_crest.py --policies DIR --port P --audit-log F --noop --profile out.prof
 
-Builds the app exactly as ``crest_proxy.cli.serve.run`` does (``create_app`` + uvicorn, quiet logs), with
+Builds the app exactly as ``crest_proxy.cli.serve.run`` does (``create_app`` + uvicorn with the tree's
+connection-limits protocol where it has one, quiet logs), with
 ``ClassifierSettings.max_batch_size`` exposed, or with a classifier that answers "safe" at once (what the
 proxy costs with no model at all). Run with ``PYTHONPATH=<older checkout>`` it serves that checkout's
 crest_proxy (``load.py --baseline``): ``_app_parts`` finds the pieces in either package layout.
@@ -92,12 +93,16 @@ def _strays(package: Path) -> list[str]:
     )
 
 
-def _serve(app: Any, port: int, profile: Path | None) -> None:
-    """uvicorn until SIGTERM; with ``profile``, under cProfile, the stats written there on the way out."""
+def _serve(app: Any, port: int, profile: Path | None, options: dict[str, Any]) -> None:
+    """uvicorn until SIGTERM; with ``profile``, under cProfile, the stats written there on the way out.
+
+    ``options``: the tree's own uvicorn options, as ``serve`` passes them (connection limits' protocol).
+    """
     import uvicorn
 
     def run() -> None:
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", log_config=None, access_log=False)
+        quiet = {"log_level": "warning", "log_config": None, "access_log": False}
+        uvicorn.run(app, host="127.0.0.1", port=port, **quiet, **options)
 
     if profile is None:
         run()
@@ -136,10 +141,27 @@ def main() -> int:
     package = Path(crest_proxy.__file__).parent
     print(f"crest_proxy from {package}", file=sys.stderr, flush=True)
     app = build_app(args.policies, args.port, args.audit_log, _classifier(args))
+    options = _uvicorn_options(package, _settings(package, args.policies, args.port, args.audit_log))
     if strays := _strays(package):
         raise SystemExit(f"modules from outside {package}: {', '.join(strays)}")
-    _serve(app, args.port, args.profile)
+    _serve(app, args.port, args.profile, options)
     return 0
+
+
+def _uvicorn_options(package: Path, settings: Any) -> dict[str, Any]:
+    """The uvicorn options ``serve`` adds in that tree (its connection-limits protocol), or none."""
+    if not _has(package, "crest_proxy.server.connections"):
+        return {}  # older layouts ran plain uvicorn
+    from crest_proxy.server.connections import uvicorn_options
+
+    return uvicorn_options(settings)
+
+
+def _settings(package: Path, policies: Path, port: int, audit_log: Path) -> Any:
+    """The tree's ``ServerSettings`` for this benchmark server."""
+    return _app_parts(package)["ServerSettings"](
+        host="127.0.0.1", port=port, policies_dir=policies, audit_log=audit_log
+    )
 
 
 def build_app(policies: Path, port: int, audit_log: Path, classifier: Any, transport: Any = None) -> Any:
@@ -150,9 +172,7 @@ def build_app(policies: Path, port: int, audit_log: Path, classifier: Any, trans
     _isolate(package)
     parts = _app_parts(package)
     parts["configure_logging"]("warning")
-    settings = parts["ServerSettings"](
-        host="127.0.0.1", port=port, policies_dir=policies, audit_log=audit_log
-    )
+    settings = _settings(package, policies, port, audit_log)
     loaded = parts["load_policies"](policies)
     return parts["create_app"](settings, policies=loaded, classifier=classifier, transport=transport)
 
