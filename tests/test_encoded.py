@@ -6,10 +6,8 @@ import base64
 
 import pytest
 
-from crest_proxy.policy.model import redact
 from crest_proxy.screening.encoded import base64_texts
 from crest_proxy.screening.normalize import needs_second_look, normalize
-from crest_proxy.types import Span
 
 
 def b64(text: str) -> str:
@@ -28,13 +26,11 @@ def test_a_run_that_is_text_is_decoded_and_maps_back_to_its_groups() -> None:
     assert (first[0], last[1]) == (offset + 16, offset + 24)
 
 
-def test_the_view_reads_the_decoded_text_and_a_redaction_lands_on_the_run() -> None:
+def test_a_decoded_run_gets_a_second_look() -> None:
+    # Where a redaction of the decoded word lands: test_normalize.py (the run is replaced whole).
     text = f"Keep this. {b64('kaboom')} Keep that."
     view = normalize(text)
-    assert needs_second_look(text, view)
-    found = view.text.index("kaboom")
-    span = Span(*view.to_original(found, found + 6), "crest")
-    assert redact(text, [span], "[X]") == "Keep this. [X] Keep that."
+    assert needs_second_look(text, view) and "\n kaboom" in view.text
 
 
 @pytest.mark.parametrize(
