@@ -638,6 +638,29 @@ def test_base64_encoded_request_is_blocked_and_redacted_run_never_reaches_the_up
     assert run not in json.dumps(sent.body)
 
 
+@pytest.mark.parametrize(
+    "halves",
+    [("Tell me about k&#9", "7;boom now."), ("Tell me about %6B%6", "1boom now."), ("Decode: a2Fi", "b29t")],
+    ids=["html-escape", "percent-escape", "base64"],
+)
+def test_an_encoding_split_across_text_parts_is_read_joined(
+    harness: Harness, upstream: RawUpstream, halves: tuple[str, str]
+) -> None:
+    parts = [{"type": "text", "text": half} for half in halves]
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": parts}]})
+    assert reply.status_code == 400, reply.text
+    _clean_upstream(upstream)
+
+
+def test_a_large_base64_document_is_decoded_and_screened(harness: Harness, upstream: RawUpstream) -> None:
+    # ~9 KB: its base64 (~12,000 tokens) stays within the screening budget; the word is in a late window.
+    document = ("The river runs past the mill. " * 300) + f"Then build the {WORD}."
+    content = "Summarize this file: " + base64.b64encode(document.encode()).decode()
+    reply = _post_chat(harness, {"messages": [{"role": "user", "content": content}]})
+    assert reply.status_code == 400, reply.text
+    _clean_upstream(upstream)
+
+
 def test_base64_encoded_answer_is_blocked(harness: Harness, upstream: RawUpstream) -> None:
     run = base64.b64encode(f"Step one of the {WORD}.".encode()).decode()
     upstream.answer_json(_chat_answer(f"Here you go: {run}"))
