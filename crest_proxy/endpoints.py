@@ -24,8 +24,10 @@ from crest_proxy.types import Direction
 #            but the structural ones (type, $ref, required …), at any depth;
 #   tokens - token ids (an array of integers): the classifier cannot read them (policy: inbound.token_inputs);
 #   data_url - a file sent inline (``data:text/plain;base64,…``): a textual file is decoded and screened as
-#            text, a redaction re-encoded in place; binary files (PDF, images) pass (``wire.data_url``).
-Kind = Literal["text", "json", "schema", "tokens", "data_url"]
+#            text, a redaction re-encoded in place; binary files (PDF, images) pass (``wire.data_url``);
+#   alternatives - per-token logprobs: the texts the chosen tokens and each rank of ``top_logprobs`` spell
+#            (``wire.alternatives``); they cannot be rewritten token by token, so a redaction drops them.
+Kind = Literal["text", "json", "schema", "tokens", "data_url", "alternatives"]
 StreamStyle = Literal["choices", "events", "none"]
 IN, OUT = Direction.INBOUND, Direction.OUTBOUND
 ITEM_ROLE = "<item>"  # the role is the ``role`` of the message/item the path runs through
@@ -120,6 +122,7 @@ def _rows(endpoint: str, direction: Direction, prefix: str, *specs: tuple[object
 R = ITEM_ROLE
 _CALL = "tool_arguments"  # tool/function-call names and arguments: the policy's ``tool_calls`` switch
 _DEF = "tool_definition"
+_ALT = "token_alternatives"  # per-token logprobs: the chosen and the most likely other tokens
 
 
 def _tool_schema(prefix: str) -> tuple[tuple[object, ...], ...]:
@@ -186,6 +189,14 @@ CHAT = [
         ("prediction.content[*].text", "text", None, "prediction"),
     ),  # fmt: skip
     *_rows("chat.completions", OUT, "choices[*].message.", *_chat_message("assistant")),
+    # Tokens the model chose and nearly chose (``logprobs``, ``top_logprobs``): text it wrote, too.
+    *_rows(
+        "chat.completions",
+        OUT,
+        "choices[*].logprobs.",
+        ("content", "alternatives", "assistant", _ALT),
+        ("refusal", "alternatives", "assistant", _ALT),
+    ),  # fmt: skip
 ]
 
 COMPLETIONS = _rows(
@@ -193,7 +204,10 @@ COMPLETIONS = _rows(
     ("prompt", "text", None, "prompt"), ("prompt[*]", "text", None, "prompt"),
     ("prompt", "tokens", None, "prompt"), ("prompt[*]", "tokens", None, "prompt"),
     ("suffix", "text", None, "prompt"),
-) + _rows("completions", OUT, "", ("choices[*].text", "text", None, "text"))  # fmt: skip
+) + _rows(
+    "completions", OUT, "choices[*].",
+    ("text", "text", None, "text"), ("logprobs", "alternatives", None, _ALT),
+)  # fmt: skip
 
 EMBEDDINGS = _rows(
     "embeddings", IN, "",
@@ -276,6 +290,7 @@ RESPONSES = [
         *_item("custom_tool_call_output", ("output[*].file_data", "data_url", "tool", "tool_output")),
     ),  # fmt: skip
     *_rows("responses", OUT, "output", *_responses_items()),
+    *_rows("responses", OUT, "output", *_item("message", ("content[*].logprobs", "alternatives", R, _ALT))),
 ]
 
 
@@ -292,12 +307,14 @@ RESPONSES += [
     TextField("responses", OUT, f"output{_unknown_items()}", "json", "assistant", "unknown_item"),
 ]
 
-# Streamed chunks of the ``choices`` dialect: paths from one chunk.
+# Streamed chunks of the ``choices`` dialect: paths from one chunk. A stream's logprobs are held per choice
+# and read (``alternatives``) when it finishes, before they go out (``streaming.choices``).
 CHOICE_STREAMS = [
     TextField("chat.completions", OUT, f"choices[*].delta.{row.path.removeprefix('choices[*].message.')}",
               row.kind, row.role, row.label, stream=True, whole=row.path.endswith(".name"))
     for row in CHAT
-    if row.direction is OUT and "content[*]" not in row.path and row.path != "choices[*].message.name"
+    if row.direction is OUT and row.path.startswith("choices[*].message.")
+    and "content[*]" not in row.path and row.path != "choices[*].message.name"
 ] + [TextField("completions", OUT, "choices[*].text", "text", None, "text", stream=True)]  # fmt: skip
 
 _RESP = "responses"

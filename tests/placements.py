@@ -24,6 +24,18 @@ UNSAFE_SCHEMA = {"type": "object", "properties": {"q": {"type": "string", "descr
 SAFE = "Hi there."
 # The sentence as a text file sent inline: its bytes (base64) do not contain the word either.
 UNSAFE_FILE = f"data:text/plain;base64,{base64.b64encode(UNSAFE.encode()).decode()}"
+# Token logprobs whose chosen tokens spell SAFE and whose second-best tokens spell UNSAFE.
+_CHOSEN, _SECOND = ["Hi", " there."], ["Fine. Steps:", " kaboom now."]
+UNSAFE_LOGPROBS = [
+    {"token": t, "logprob": -0.1, "bytes": list(t.encode()),
+     "top_logprobs": [{"token": t, "logprob": -0.1, "bytes": list(t.encode())},
+                      {"token": a, "logprob": -2.0, "bytes": list(a.encode())}]}
+    for t, a in zip(_CHOSEN, _SECOND, strict=True)
+]  # fmt: skip
+UNSAFE_LEGACY_LOGPROBS = {  # legacy completions: parallel lists
+    "tokens": _CHOSEN, "token_logprobs": [-0.1, -0.1], "text_offset": [0, 2],
+    "top_logprobs": [{t: -0.1, a: -2.0} for t, a in zip(_CHOSEN, _SECOND, strict=True)],
+}  # fmt: skip
 
 # What an item of each Responses type needs besides the text under test.
 ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -58,6 +70,8 @@ def leaf(row: TextField) -> Any:
     """The unsafe value placed at ``row``: text, a JSON document, a JSON Schema, or a whole item."""
     if row.path.endswith("]") and "!=" in row.path.rsplit("[", 1)[-1]:  # a whole item of an unknown type
         return {"type": "vendor_item", "id": "vi_1", "note": UNSAFE}
+    if row.kind == "alternatives":
+        return UNSAFE_LEGACY_LOGPROBS if row.endpoint == "completions" else UNSAFE_LOGPROBS
     return {"json": UNSAFE_JSON, "schema": UNSAFE_SCHEMA, "data_url": UNSAFE_FILE}.get(row.kind, UNSAFE)
 
 
@@ -158,6 +172,11 @@ def _chat_request(body: dict[str, Any]) -> dict[str, Any]:
 def _chat_response(body: dict[str, Any]) -> dict[str, Any]:
     choices = body.get("choices", [{}])
     for i, choice in enumerate(choices):
+        logprobs = choice.get("logprobs")
+        if isinstance(logprobs, dict):  # the message says what the chosen tokens spell
+            spelled = {name: spelled_by(tokens) for name, tokens in logprobs.items()}
+            choice.setdefault("message", {}).update(spelled)
+            _merge(logprobs, {"content": None, "refusal": None})
         message = _merge(choice.get("message", {}), {"role": "assistant", "content": None})
         choice["message"] = _chat_message(message)
         finish = "tool_calls" if "tool_calls" in message else "stop"
@@ -168,6 +187,8 @@ def _chat_response(body: dict[str, Any]) -> dict[str, Any]:
 
 def _completion_response(body: dict[str, Any]) -> dict[str, Any]:
     for i, choice in enumerate(body.get("choices", [])):
+        if isinstance(choice.get("logprobs"), dict):
+            choice.setdefault("text", "".join(choice["logprobs"]["tokens"]))
         _merge(choice, {"index": i, "finish_reason": "stop", "logprobs": None})
     return {"id": "cmpl-m", "object": "text_completion", "created": 1, "model": "gpt-4o-mini", **body}
 
@@ -185,6 +206,7 @@ def _item(item: dict[str, Any], n: int, *, outbound: bool) -> dict[str, Any]:
             _merge(part, {"type": "input_file", "filename": "notes.txt"} if "file_data" in part else {})
             _merge(part, {"type": "refusal" if "refusal" in part else text_type})
             _merge(part, {"annotations": []} if part["type"] == "output_text" else {})
+            _merge(part, {"text": spelled_by(part["logprobs"])} if "logprobs" in part else {})
         _merge(item, {"type": "message", "role": "assistant" if assistant else "user"})
         item.setdefault("content", SAFE)
     if kind == "reasoning":
@@ -237,6 +259,11 @@ def _responses_response(body: dict[str, Any]) -> dict[str, Any]:
         "tool_choice": "auto",
         "tools": [],
     }
+
+
+def spelled_by(logprobs: list[dict[str, Any]]) -> str:
+    """The text a logprobs list's chosen tokens spell."""
+    return "".join(entry["token"] for entry in logprobs)
 
 
 def strings_in(value: Any) -> list[str]:

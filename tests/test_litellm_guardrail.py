@@ -213,6 +213,48 @@ async def test_answer_redaction_and_safe_answers(plugin: Plugin) -> None:
     assert await guardrail.async_post_call_success_hook(chat_request("hi"), None, safe) is safe
 
 
+def _token(token: str, *others: str) -> dict[str, Any]:
+    top = [{"token": t, "logprob": -1.0, "bytes": None} for t in (token, *others)]
+    return {"token": token, "logprob": -0.1, "bytes": None, "top_logprobs": top}
+
+
+# "All good." chosen; the second-best token at the second position is the trigger word.
+_ALTERNATIVES = {"content": [_token("All"), _token(" good", " kaboom"), _token(".")], "refusal": None}
+
+
+async def test_token_alternatives_are_screened_like_the_answer(plugin: Plugin) -> None:
+    def with_logprobs() -> Any:
+        response = answer("All good.")
+        response.choices[0].logprobs = _ALTERNATIVES
+        return response
+
+    blocked = await plugin().async_post_call_success_hook(chat_request("hi"), None, with_logprobs())
+    assert blocked.choices[0].finish_reason == "content_filter"
+    redacted = await plugin(outbound={"action": "redact"}).async_post_call_success_hook(
+        chat_request("hi"), None, with_logprobs()
+    )
+    assert redacted.choices[0].message.content == "All good."
+    assert "kaboom" not in redacted.model_dump_json()
+
+    async def streamed() -> AsyncIterator[Any]:
+        choice = {"index": 0, "delta": {"content": "All good."}, "logprobs": _ALTERNATIVES}
+        yield litellm.ModelResponseStream(choices=[choice], model="m")
+        yield litellm.ModelResponseStream(
+            choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}], model="m"
+        )
+
+    request = chat_request("hi", logprobs=True, top_logprobs=2)
+    stream = plugin(outbound={"action": "redact"}).async_post_call_streaming_iterator_hook(
+        None, streamed(), request
+    )
+    out = [chunk async for chunk in stream]
+    assert text_of(out) == "All good." and not any("kaboom" in c.model_dump_json() for c in out)
+    stream = plugin().async_post_call_streaming_iterator_hook(None, streamed(), request)
+    out = [chunk async for chunk in stream]
+    assert out[-1].choices[0].finish_reason == "content_filter"
+    assert not any("kaboom" in c.model_dump_json() for c in out)
+
+
 async def test_stream_is_held_back_and_redacted_sentence_by_sentence(plugin: Plugin) -> None:
     closed: list[bool] = []
     streamed = await relay(

@@ -9,6 +9,7 @@ bytes (status, headers, body pieces), so answers no well-behaved server sends ca
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -371,12 +372,14 @@ def test_choice_index_as_string_or_missing(harness: Harness, upstream: RawUpstre
 # --- Responses streams -------------------------------------------------------------------------------------
 
 
-def _responses_stream(harness: Harness, upstream: RawUpstream, events: list[dict[str, Any]]) -> str:
+def _responses_stream(
+    harness: Harness, upstream: RawUpstream, events: list[dict[str, Any]], tenant: str = "blocker"
+) -> str:
     for n, event in enumerate(events):
         event.setdefault("sequence_number", n)
     upstream.answer_events(events, typed=True)
     body = {"model": "gpt-4o-mini", "input": "hi", "stream": True}
-    return _stream_text(harness.post("/v1/responses", body))
+    return _stream_text(harness.post("/v1/responses", body, tenant=tenant))
 
 
 def _response(output: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
@@ -462,6 +465,146 @@ def test_completions_stream_logprobs_under_redaction(harness: Harness, upstream:
     body = {"model": "gpt-4o-mini", "prompt": "hi", "stream": True, "logprobs": 1}
     text = _stream_text(harness.post("/v1/completions", body, tenant="redactor"))
     assert WORD not in text
+
+
+# --- token alternatives (top_logprobs): text the model nearly wrote ---------------------------------------
+
+
+def _token(token: str, *others: str) -> dict[str, Any]:
+    top = [
+        {"token": t, "logprob": -1.0 - n, "bytes": list(t.encode())} for n, t in enumerate((token, *others))
+    ]
+    return {"token": token, "logprob": -0.1, "bytes": list(token.encode()), "top_logprobs": top}
+
+
+# "Hi there." chosen; the second-best token at the second position is the trigger word.
+ALTERNATIVES = [_token("Hi", "Hello"), _token(" there", f" {WORD}"), _token(".")]
+SAFE_ALTERNATIVES = [_token("Hi", "Hello"), _token(" there", " you"), _token(".")]
+ASKED = {"messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 2}
+
+
+def _chat_with(logprobs: list[dict[str, Any]]) -> dict[str, Any]:
+    answer = _chat_answer("Hi there.")
+    answer["choices"][0]["logprobs"] = {"content": logprobs, "refusal": None}
+    return answer
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_unsafe_alternatives_block_or_are_dropped(
+    harness: Harness, upstream: RawUpstream, stream: bool
+) -> None:
+    answer = _chat_with(ALTERNATIVES)
+    if stream:
+        lp = answer["choices"][0]["logprobs"]
+        upstream.answer_events([_chunk({"role": "assistant", "content": "Hi there."}, logprobs=lp),
+                                _chunk({}, finish="stop"), "[DONE]"])  # fmt: skip
+    else:
+        upstream.answer_json(answer)
+    blocked = _post_chat(harness, {**ASKED, "stream": stream})
+    assert WORD not in blocked.text and "content_filter" in blocked.text
+    redacted = _post_chat(harness, {**ASKED, "stream": stream}, "redactor")
+    assert (
+        WORD not in redacted.text and "Hi there." in redacted.text and "content_filter" not in redacted.text
+    )
+    audited = harness.records_for(redacted.headers["x-request-id"])
+    assert [r["action"] for r in audited if r["direction"] == "outbound"] == ["redact"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_safe_alternatives_go_out_unchanged(harness: Harness, upstream: RawUpstream, stream: bool) -> None:
+    answer = _chat_with(SAFE_ALTERNATIVES)
+    if stream:
+        lp = answer["choices"][0]["logprobs"]
+        upstream.answer_events([_chunk({"role": "assistant", "content": "Hi there."}, logprobs=lp),
+                                _chunk({}, finish="stop"), "[DONE]"])  # fmt: skip
+    reply = _post_chat(harness, {**ASKED, "stream": stream}, "redactor")
+    if stream:
+        datas = [json.loads(line[5:]) for line in reply.text.splitlines() if line.startswith("data: {")]
+        got = [c["logprobs"] for d in datas for c in d["choices"] if c.get("logprobs")]
+        assert got == [{"content": SAFE_ALTERNATIVES, "refusal": None}]
+    else:
+        upstream.answer_json(answer)
+        reply = _post_chat(harness, ASKED, "redactor")
+        assert reply.json()["choices"][0]["logprobs"]["content"] == SAFE_ALTERNATIVES
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_completions_top_logprobs_are_screened(harness: Harness, upstream: RawUpstream, stream: bool) -> None:
+    lp = {"tokens": ["Hi", " there"], "token_logprobs": [-0.1, -0.1], "text_offset": [0, 2],
+          "top_logprobs": [{"Hi": -0.1, "Say": -1.0}, {" there": -0.1, f" {WORD}": -1.0}]}  # fmt: skip
+    head = {"id": "c", "object": "text_completion", "created": 1, "model": "m"}
+    choice = {"index": 0, "text": "Hi there", "logprobs": lp, "finish_reason": "stop"}
+    if stream:
+        upstream.answer_events([{**head, "choices": [choice]}, "[DONE]"])
+    else:
+        upstream.answer_json({**head, "choices": [choice]})
+    body = {"model": "gpt-4o-mini", "prompt": "hi", "logprobs": 2, "stream": stream}
+    for tenant in ("blocker", "redactor"):
+        reply = harness.post("/v1/completions", body, tenant=tenant)
+        assert reply.status_code == 200 and WORD not in reply.text, tenant
+        assert ("content_filter" in reply.text) is (tenant == "blocker")
+
+
+def _responses_with(logprobs: list[dict[str, Any]], text: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A Responses answer whose one output text carries ``logprobs``, and its event stream."""
+    ids = {"item_id": "m1", "output_index": 0, "content_index": 0}
+    item = _message_item(text)
+    item["content"][0]["logprobs"] = logprobs
+    empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    return _response([item]), [
+        {"type": "response.created", "response": _response([], "in_progress")},
+        {"type": "response.output_item.added", "output_index": 0, "item": _message_item("", "in_progress")},
+        {"type": "response.content_part.added", **ids, "part": empty},
+        {"type": "response.output_text.delta", **ids, "delta": text, "logprobs": logprobs},
+        {"type": "response.output_text.done", **ids, "text": text, "logprobs": logprobs},
+        {"type": "response.content_part.done", **ids, "part": item["content"][0]},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": _response([item])},
+    ]
+
+
+def test_responses_stream_redaction_drops_the_tokens_of_every_repeat(
+    harness: Harness, upstream: RawUpstream
+) -> None:
+    """The chosen tokens of a redacted text went out in content_part.done, output_item.done and
+    response.completed (only the output_text.done event dropped them)."""
+    tokens = [_token("Say "), _token(WORD), _token(".")]
+    _, events = _responses_with(tokens, f"Say {WORD}.")
+    text = _responses_stream(harness, upstream, events, tenant="redactor")
+    assert WORD not in text and "[gone]" in text
+
+
+def test_responses_alternatives_are_screened(harness: Harness, upstream: RawUpstream) -> None:
+    answer, events = _responses_with(ALTERNATIVES, "Hi there.")
+    assert WORD not in _responses_stream(harness, upstream, copy.deepcopy(events))
+    redacted = _responses_stream(harness, upstream, copy.deepcopy(events), tenant="redactor")
+    assert WORD not in redacted and "response.completed" in redacted
+    upstream.answer_json(answer)
+    for tenant in ("blocker", "redactor"):
+        reply = harness.post("/v1/responses", {"model": "gpt-4o-mini", "input": "hi"}, tenant=tenant)
+        assert reply.status_code == 200 and WORD not in reply.text, tenant
+    safe, events = _responses_with(SAFE_ALTERNATIVES, "Hi there.")
+    kept = _responses_stream(harness, upstream, events, tenant="redactor")
+    assert kept.count('"token": " you"') == 4  # .done, content_part.done, output_item.done, completed
+
+
+@pytest.mark.parametrize("logprobs", [{"note": WORD}, WORD, [{"x": WORD}]])
+def test_responses_stream_logprobs_of_another_shape_are_dropped(
+    harness: Harness, upstream: RawUpstream, logprobs: Any
+) -> None:
+    _, events = _responses_with(logprobs, "Hi there.")
+    text = _responses_stream(harness, upstream, events, tenant="redactor")
+    assert WORD not in text and "Hi there." in text
+
+
+def test_alternatives_that_spell_another_text_do_not_go_out_in_a_stream(
+    harness: Harness, upstream: RawUpstream
+) -> None:
+    lp = {"content": [_token("Hi"), _token(" there.")], "refusal": None}
+    text = _stream(harness, upstream, [
+        _chunk({"role": "assistant", "content": "Hello."}, logprobs=lp), _chunk({}, finish="stop"), "[DONE]",
+    ], tenant="redactor", logprobs=True)  # fmt: skip
+    assert "Hello." in text and " there." not in text
 
 
 # --- redaction keeps JSON valid and bytes outside the redacted spans ---------------------------------------

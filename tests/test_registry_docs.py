@@ -18,6 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = "<!-- registry:begin -->", "<!-- registry:end -->"
 _MARKS = {"json": " (json)", "schema": " (schema)", "tokens": " (token ids)", "text": ""}
 _MARKS["data_url"] = " (text file)"  # a file sent inline: a textual one is decoded and screened
+_MARKS["alternatives"] = " (tokens)"  # per-token logprobs: the chosen and the alternative tokens' texts
 # ``json`` on a whole item: every key and string value of it.
 
 

@@ -55,6 +55,7 @@ def refusal_message(direction: Direction, tokens: int, limit: int) -> str:
         )
     return (
         f"The upstream answer holds about {tokens} tokens, over this tenant's screening budget of {limit} "
-        f"tokens ({CODE}); it was not forwarded unscreened. Ask for a shorter answer (max_tokens), "
-        f"stream it (streamed answers are screened window by window), {raise_it}."
+        f"tokens ({CODE}); it was not forwarded unscreened. Ask for a shorter answer (max_tokens) or "
+        f"fewer top_logprobs (each rank is read as a text), stream it (streamed answers are screened "
+        f"window by window), {raise_it}."
     )

@@ -4,7 +4,8 @@ Upstream chunks keep their fields (id, model, created, system_fingerprint, role,
 is swapped for what the screener released, so a chunk may shrink, vanish (everything in it is held) or
 be followed by a chunk the proxy writes (a window released at finish, a ``content_filter`` end). Token
 logprobs would leak held text, so they are held per choice and sent with the finish chunk — or dropped
-when anything in the choice was redacted or blocked.
+when anything in the choice was redacted or blocked; their alternatives (``top_logprobs``) are screened
+then, as text the model nearly wrote.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from crest_proxy.streaming.chunks import (
 from crest_proxy.streaming.dialect import Step
 from crest_proxy.streaming.paths import get_at, set_at
 from crest_proxy.streaming.sse import DONE, StreamBroken, json_frame, json_of, raw_frame
+from crest_proxy.wire import alternatives
 from crest_proxy.wire.bodies import CONTENT_FILTER
 from crest_proxy.wire.patterns import Match
 from crest_proxy.wire.structured import object_strings, put_value, read_json_text, value_at
@@ -195,10 +197,13 @@ class ChoiceStream:
         flush = await self._flush(idx)
         if flush.blocked is not None:
             return self._blocked(idx, flush.parts, flush.blocked)
+        logprobs = await self._release_logprobs(idx)
+        if isinstance(logprobs, Release):
+            return self._blocked(idx, flush.parts, logprobs)
         self._ended.add(idx)
         frames = [self._text_chunk(idx, flush.parts)] if flush.parts else []
         extra = {k: v for k, v in choice.items() if k not in _CHOICE_FIELDS}
-        frames.append(self._end_chunk(idx, finish, self._release_logprobs(idx), extra))
+        frames.append(self._end_chunk(idx, finish, logprobs, extra))
         return Step(tuple(frames))
 
     async def _flush(self, idx: int) -> _Flush:
@@ -254,20 +259,36 @@ class ChoiceStream:
                     held.setdefault(name, values)  # e.g. "refusal": null, which the schema requires
         part["logprobs"] = None
 
-    def _release_logprobs(self, idx: int) -> dict[str, Any] | None:
+    async def _release_logprobs(self, idx: int) -> dict[str, Any] | Release | None:
+        """Choice ``idx``'s held logprobs, if they may go out: not when its text was redacted or they
+        spell another text, and their alternatives (``top_logprobs``) screened like text (a block ends
+        the choice; a redaction drops them)."""
         held = self._logprobs.pop(idx, None)
         changed = any(self._screener.redacted(key) for key in self._lanes.get(idx, []))
-        return None if changed or held is None or not self._spelled(idx, held) else held
+        if changed or held is None or not self._spelled(idx, held):
+            return None
+        released = {self._screener.released((idx, inside, None)) for inside in self._token_lists().values()}
+        lists = [held.get(name) for name in _TOKEN_LISTS] if self._chat else [held]
+        texts = [text for values in lists for text in alternatives.readings(values) if text not in released]
+        if not texts:
+            return held
+        release = await self._screener.screen_whole((idx, "logprobs", None), texts, lambda _: "")
+        if release.blocked:
+            return release
+        return None if release.redacted else held
+
+    def _token_lists(self) -> dict[str, str]:
+        """The per-token logprob lists of a choice and the field whose text their tokens spell."""
+        return _TOKEN_LISTS if self._chat else {"tokens": "text"}
 
     def _spelled(self, idx: int, held: dict[str, Any]) -> bool:
         """Whether the chosen tokens spell exactly the text released: tokens are text too (red team), and
         only tokens of screened text may go out."""
-        lists = _TOKEN_LISTS if self._chat else {"tokens": "text"}
-        for name, inside in lists.items():
+        for name, inside in self._token_lists().items():
             tokens = held.get(name)
             if tokens is None:
                 continue
-            words = _token_strings(tokens)
+            words = alternatives.chosen_tokens(tokens)
             if words is None or "".join(words) != self._screener.released((idx, inside, None)):
                 return False
         return True
@@ -302,15 +323,6 @@ def choice_count(endpoint: str, body: dict[str, Any]) -> int:
         return n
     # A list of strings or of token arrays is several prompts; a flat list of token ids is one.
     return n * len(prompt) if all(isinstance(p, (str, list)) for p in prompt) else n
-
-
-def _token_strings(tokens: Any) -> list[str] | None:
-    """The chosen tokens of a logprobs list (chat: objects with ``token``; completions: strings)."""
-    if not isinstance(tokens, list):
-        return None
-    words = [t.get("token") if isinstance(t, dict) else t for t in tokens]
-    strings = [w for w in words if isinstance(w, str)]
-    return strings if len(strings) == len(words) else None
 
 
 def _check_texts(places: dict[str, list[Match]]) -> None:

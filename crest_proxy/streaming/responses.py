@@ -18,6 +18,7 @@ from crest_proxy.policy.model import Policy
 from crest_proxy.screening.decision import FAIL_CLOSED_MESSAGE
 from crest_proxy.screening.holdback import Release, StreamScreener
 from crest_proxy.streaming.dialect import Step
+from crest_proxy.streaming.paths import get_at
 from crest_proxy.streaming.response_texts import (
     ItemText,
     item_texts,
@@ -28,6 +29,7 @@ from crest_proxy.streaming.response_texts import (
     text_at,
 )
 from crest_proxy.streaming.sse import json_frame, json_of
+from crest_proxy.wire import alternatives
 from crest_proxy.wire.structured import object_strings, put_value, read_json_text, value_at
 
 if TYPE_CHECKING:
@@ -57,6 +59,8 @@ class ResponseStream:
         self._deltas: dict[Hashable, dict[str, Any]] = {}
         self._held: dict[Key, list[str]] = {}  # JSON lanes (arguments), held whole until their .done
         self._last_text: Key | None = None
+        # Logprob alternatives screened so far (their readings -> may go out): events repeat them.
+        self._alternatives: dict[tuple[str, ...], bool] = {}
         self.outcome = "completed"
 
     async def feed(self, event: ServerSentEvent) -> Step:
@@ -123,8 +127,8 @@ class ResponseStream:
         if release.blocked:
             return step + self._blocked(key, release)
         done = {**data, whole: self._screener.released(key)} if whole else dict(data)
-        if "logprobs" in done and self._screener.redacted(key):
-            done["logprobs"] = []
+        if (stopped := await self._token_details(key, done)) is not None:
+            return step + self._blocked(stopped.key, stopped)
         return step + Step((self._frame(done),))
 
     async def _passing(self, kind: str, data: dict[str, Any]) -> Step:
@@ -233,17 +237,51 @@ class ResponseStream:
                 if isinstance(settled, Release):
                     return self._blocked(settled.key, settled)
                 put_at(part, at, settled)
+                if (stopped := await self._token_details(key, part, at)) is not None:
+                    return self._blocked(stopped.key, stopped)
             data = {**data, "part": part}
         return Step((self._frame(data),))
 
     async def _settle_item(self, index: int, item: dict[str, Any]) -> dict[str, Any] | Release:
         item = copy.deepcopy(item)
         for at in item_texts(item):
-            settled = await self._settled((index, at.lane, at.sub), text_at(item, at), at)
+            key = (index, at.lane, at.sub)
+            settled = await self._settled(key, text_at(item, at), at)
             if isinstance(settled, Release):
                 return settled
             put_at(item, at, settled)
+            if (stopped := await self._token_details(key, item, at)) is not None:
+                return stopped
         return item
+
+    async def _token_details(
+        self, key: Key, holder: dict[str, Any], at: ItemText | None = None
+    ) -> Release | None:
+        """Put back the per-token logprobs beside lane ``key``'s text (in ``holder``: a ``.done`` event, a
+        part or an item) as they may go out: ``[]`` when the text was redacted or the chosen tokens spell
+        another text (they would tell what was replaced, or carry text never screened), their alternatives
+        (``top_logprobs``) screened as text. The release that blocked, if they block."""
+        parent = holder if at is None else get_at(holder, at.path[:-1])
+        if at is not None and (at.key or not self._screens(at.row.label)):
+            return None
+        logprobs = parent.get("logprobs") if isinstance(parent, dict) else None
+        if not logprobs:
+            return None
+        released = self._screener.released(key)
+        chosen = alternatives.chosen_tokens(logprobs)  # None for anything but a list of tokens
+        if self._screener.redacted(key) or chosen is None or "".join(chosen) != released:
+            parent["logprobs"] = []
+            return None
+        texts = tuple(text for text in alternatives.readings(logprobs) if text != released)
+        if texts and texts not in self._alternatives:  # the same logprobs come in up to four events
+            lane = (key[0], "logprobs", len(self._alternatives))
+            release = await self._screener.screen_whole(lane, texts, lambda _: "")
+            if release.blocked:
+                return release
+            self._alternatives[texts] = not release.redacted
+        if texts and not self._alternatives[texts]:
+            parent["logprobs"] = []
+        return None
 
     async def _opened(self, index: int, item: dict[str, Any]) -> dict[str, Any] | Release:
         """An item as first announced: streamed texts blanked (their deltas follow), the rest screened now."""
@@ -251,6 +289,7 @@ class ResponseStream:
         for at in item_texts(item):
             if at.streamed and self._screens(at.row.label):
                 put_at(item, at, "")
+                _drop_logprobs(item, at)
             elif at.streamed or not text_at(item, at):
                 continue  # not screened by this policy, or empty (its whole text comes with .done)
             else:  # arrives whole here (a tool name, an MCP output): screen it before it goes out
@@ -266,6 +305,7 @@ class ResponseStream:
         for at in part_texts(self._item_type(data, part), attr, part):
             if self._screens(at.row.label):
                 put_at(part, at, "")
+                _drop_logprobs(part, at)
         return part
 
     def _item_type(self, data: dict[str, Any], part: dict[str, Any]) -> str:
@@ -318,6 +358,7 @@ class ResponseStream:
             for at in item_texts(item):
                 key = (index, at.lane, at.sub)
                 put_at(item, at, self._screener.released(key) + (refusal if key == blocked else ""))
+                _drop_logprobs(item, at)
             if item.get("status") == "in_progress":
                 item["status"] = "incomplete"
             output.append(item)
@@ -354,6 +395,13 @@ class ResponseStream:
 
     def _screens(self, label: str) -> bool:
         return screens(label, text=self._screen_text, tools=self._screen_tools)
+
+
+def _drop_logprobs(holder: dict[str, Any], at: ItemText) -> None:
+    """Empty the per-token logprobs beside ``at``'s text: the text there is blank or cut short."""
+    parent = get_at(holder, at.path[:-1])
+    if isinstance(parent, dict) and parent.get("logprobs"):
+        parent["logprobs"] = []
 
 
 def _int(value: Any) -> int:

@@ -3,7 +3,8 @@
 Which fields those are is the endpoint registry's business (``crest_proxy.endpoints``); this module walks
 its rows over a body. A ``json`` field yields one slot per key and string value of the decoded document
 (the raw string when it is not JSON); a ``schema`` field one per prose string and property name; a
-``data_url`` field the decoded text of a textual inline file. Images, audio and binary files (PDFs too) are
+``data_url`` field the decoded text of a textual inline file; an ``alternatives`` field (per-token
+logprobs) the texts its tokens spell. Images, audio and binary files (PDFs too) are
 never returned: they cannot be screened as text and pass through untouched. Token-id
 inputs are found by ``token_inputs`` (the policy decides whether they may pass unread).
 """
@@ -18,7 +19,7 @@ from typing import Any
 from crest_proxy import endpoints
 from crest_proxy.endpoints import ITEM_ROLE, TextField
 from crest_proxy.types import Direction
-from crest_proxy.wire import data_url, structured
+from crest_proxy.wire import alternatives, data_url, structured
 from crest_proxy.wire.patterns import JsonPath, Match, compile_pattern, find, find_all
 from crest_proxy.wire.slots import TextSlot
 
@@ -57,7 +58,16 @@ def read_body(endpoint: str, body: Any, direction: Direction = Direction.INBOUND
                     tokens.append(match.path)
             else:
                 found += ((row, slot) for slot in _slots(row, match))
-    return BodyReading(_in_body_order(found), odd, tokens)
+    return BodyReading(_in_body_order(_without_repeats(found)), odd, tokens)
+
+
+def _without_repeats(found: list[tuple[TextField, TextSlot]]) -> list[tuple[TextField, TextSlot]]:
+    """Token readings that repeat a text of the body are left out: the chosen tokens spell the answer,
+    which is screened already (classifying it twice would double an answer's cost for ``logprobs``)."""
+    if not any(slot.rank is not None for _, slot in found):
+        return found
+    texts = {slot.text for _, slot in found if slot.rank is None}
+    return [(row, slot) for row, slot in found if slot.rank is None or slot.text not in texts]
 
 
 def request_texts(endpoint: str, body: Mapping[str, Any]) -> list[TextSlot]:
@@ -108,6 +118,8 @@ def _readable(rows: tuple[TextField, ...], row: TextField, value: Any) -> bool:
 
 
 def _takes(row: TextField, value: Any) -> bool:
+    if row.kind == "alternatives":
+        return True  # logprobs: a list (chat, Responses) or an object (legacy completions)
     if row.kind in ("schema", "json"):
         return isinstance(value, Mapping)  # a schema, or JSON given decoded
     return row.kind == "tokens" and _is_tokens(value)
@@ -159,6 +171,9 @@ def _slots(row: TextField, match: Match) -> Slots:
         yield TextSlot(path, value, role, row.label, field=row.id)
     elif isinstance(value, str) and row.kind == "data_url":
         yield from _file(row, value, path, role)
+    elif row.kind == "alternatives":
+        for rank, text in enumerate(alternatives.readings(value)):
+            yield TextSlot(path, text, role, row.label, field=row.id, rank=rank)
 
 
 def _file(row: TextField, value: str, path: JsonPath, role: str | None) -> Slots:

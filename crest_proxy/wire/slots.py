@@ -46,6 +46,9 @@ class TextSlot:
     key: bool = False
     field: str = field(default="", compare=False)
     data_url: bool = False  # the decoded text of an inline file: a redaction is re-encoded into it
+    # A text per-token logprobs spell (``wire.alternatives``; 0: the chosen tokens, then one per rank of
+    # ``top_logprobs``): tokens cannot be rewritten one by one, so a redaction drops the logprobs.
+    rank: int | None = None
 
     @property
     def group(self) -> JsonPath:
@@ -60,6 +63,8 @@ class TextSlot:
         path = self.path
         if self.inner is not None:
             return (*path, "<json>", *self.inner)
+        if self.rank is not None:  # each reading of the tokens is a text of its own
+            return (*path, "<rank>", self.rank)
         if self.data_url:  # a file is a text of its own, not a part joined with the message's text
             return path
         if len(path) >= 3 and isinstance(path[-2], int) and path[-3] in _PART_ARRAYS:
@@ -96,6 +101,8 @@ def replace_texts(body: Mapping[str, Any], replacements: Mapping[Any, str]) -> d
     renames: list[tuple[JsonPath, str]] = []
     for where, text in replacements.items():
         slot = where if isinstance(where, TextSlot) else TextSlot(tuple(where), "", None, "")
+        if slot.rank is not None:
+            continue  # token logprobs: dropped whole below, with those of every replaced text
         if slot.inner is not None:
             inner.setdefault(slot.path, {})[slot.inner] = text
             files.update([slot.path] if slot.data_url else [])
@@ -123,7 +130,8 @@ def replace_texts(body: Mapping[str, Any], replacements: Mapping[Any, str]) -> d
 
 
 def _drop_token_details(root: Any, path: JsonPath) -> None:
-    """Per-token logprobs around a replaced text spell out what it said (red team): they are dropped."""
+    """Per-token logprobs around a replaced text spell out what it said (red team): they are dropped, and
+    so are logprobs whose own tokens were redacted (their path runs through the ``logprobs`` key)."""
     node = root
     for key in path:
         if isinstance(node, dict) and "logprobs" in node:
