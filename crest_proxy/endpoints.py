@@ -189,6 +189,13 @@ CHAT = [
         ("prediction.content[*].text", "text", None, "prediction"),
     ),  # fmt: skip
     *_rows("chat.completions", OUT, "choices[*].message.", *_chat_message("assistant")),
+    # Web-search citations: titles of pages, shown to the user with the answer (not sent back as input).
+    *_rows(
+        "chat.completions",
+        OUT,
+        "choices[*].message.",
+        ("annotations[*].url_citation.title", "text", "assistant", "citation"),
+    ),  # fmt: skip
     # Tokens the model chose and nearly chose (``logprobs``, ``top_logprobs``): text it wrote, too.
     *_rows(
         "chat.completions",
@@ -290,7 +297,17 @@ RESPONSES = [
         *_item("custom_tool_call_output", ("output[*].file_data", "data_url", "tool", "tool_output")),
     ),  # fmt: skip
     *_rows("responses", OUT, "output", *_responses_items()),
-    *_rows("responses", OUT, "output", *_item("message", ("content[*].logprobs", "alternatives", R, _ALT))),
+    *_rows(
+        "responses",
+        OUT,
+        "output",
+        *_item(
+            "message",
+            ("content[*].annotations[*].title", "text", R, "citation"),
+            ("content[*].annotations[*].filename", "text", R, "citation"),
+            ("content[*].logprobs", "alternatives", R, _ALT),
+        ),
+    ),  # fmt: skip
 ]
 
 
@@ -311,7 +328,7 @@ RESPONSES += [
 # and read (``alternatives``) when it finishes, before they go out (``streaming.choices``).
 CHOICE_STREAMS = [
     TextField("chat.completions", OUT, f"choices[*].delta.{row.path.removeprefix('choices[*].message.')}",
-              row.kind, row.role, row.label, stream=True, whole=row.path.endswith(".name"))
+              row.kind, row.role, row.label, stream=True, whole=row.path.endswith((".name", ".title")))
     for row in CHAT
     if row.direction is OUT and row.path.startswith("choices[*].message.")
     and "content[*]" not in row.path and row.path != "choices[*].message.name"
@@ -387,6 +404,8 @@ ANTHROPIC_FIELDS: tuple[TextField, ...] = (
         ("[*].thinking", "text", R, "reasoning"), ("[*].input", "json", R, _CALL),
         ("[*].name", "text", R, _CALL),  # tool_use / server_tool_use / mcp_tool_use names
         ("[*].citations[*].cited_text", "text", R, "content"),
+        ("[*].citations[*].title", "text", R, "content"),
+        ("[*].citations[*].document_title", "text", R, "content"),
         ("[type=document].source.data", "text", R, "document"),  # only sources of type text
         ("[type=document].source.content", "text", R, "document"),
         ("[type=document].source.content[*].text", "text", R, "document"),
@@ -403,6 +422,8 @@ ANTHROPIC_FIELDS: tuple[TextField, ...] = (
         ("[*].text", "text", "assistant", "content"), ("[*].thinking", "text", "assistant", "reasoning"),
         ("[*].input", "json", "assistant", _CALL), ("[*].name", "text", "assistant", _CALL),
         ("[*].citations[*].cited_text", "text", "assistant", "content"),
+        ("[*].citations[*].title", "text", "assistant", "content"),
+        ("[*].citations[*].document_title", "text", "assistant", "content"),
         # Any other block type (web search results, a newer API's blocks): every string value.
         ("[type!=text|thinking|redacted_thinking|tool_use|server_tool_use|mcp_tool_use]", "json", "assistant",
          "content"),

@@ -37,6 +37,8 @@ UNSAFE_LEGACY_LOGPROBS = {  # legacy completions: parallel lists
     "top_logprobs": [{t: -0.1, a: -2.0} for t, a in zip(_CHOSEN, _SECOND, strict=True)],
 }  # fmt: skip
 
+_CITED = {"url": "https://example.com/", "start_index": 0, "end_index": 2}  # a web-search citation
+
 # What an item of each Responses type needs besides the text under test.
 ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
     "function_call": {"call_id": "call_1", "name": "lookup", "arguments": "{}", "status": "completed"},
@@ -135,6 +137,8 @@ def _chat_message(message: dict[str, Any]) -> dict[str, Any]:
         _merge(message, {"tool_call_id": "call_1", "name": "lookup"})
     if message["role"] != "assistant":
         message.setdefault("content", SAFE)
+    for note in message.get("annotations", []):
+        _merge(note, {"type": "url_citation", "url_citation": _CITED})
     for call in message.get("tool_calls", []):
         kind = "custom" if "custom" in call else "function"
         defaults = (
@@ -207,6 +211,10 @@ def _item(item: dict[str, Any], n: int, *, outbound: bool) -> dict[str, Any]:
             _merge(part, {"type": "refusal" if "refusal" in part else text_type})
             _merge(part, {"annotations": []} if part["type"] == "output_text" else {})
             _merge(part, {"text": spelled_by(part["logprobs"])} if "logprobs" in part else {})
+            for note in part.get("annotations", []):
+                cited = {"type": "file_citation", "file_id": "f1", "index": 0} if "filename" in note else {}
+                _merge(note, cited or {"type": "url_citation", **_CITED})
+            _merge(part, {"text": SAFE} if part["type"] == "output_text" else {})
         _merge(item, {"type": "message", "role": "assistant" if assistant else "user"})
         item.setdefault("content", SAFE)
     if kind == "reasoning":
@@ -306,6 +314,8 @@ def _message_deltas(message: dict[str, Any]) -> list[dict[str, Any]]:
     for name in ("content", "refusal", "reasoning_content", "reasoning"):
         if isinstance(message.get(name), str):
             deltas += [{name: piece} for piece in halves(message[name])]
+    if message.get("annotations"):  # citations arrive whole (OpenRouter sends them in a delta)
+        deltas.append({"annotations": message["annotations"]})
     for k, call in enumerate(message.get("tool_calls") or []):
         kind = call["type"]
         field = "input" if kind == "custom" else "arguments"

@@ -227,6 +227,8 @@ def test_every_text_found_is_a_registry_row_and_every_row_is_placed() -> None:
     # Rows for blocks the matrix does not place (citations, search results, nested tool-result documents).
     assert missing <= {
         "messages[*].content[*].citations[*].cited_text",
+        "messages[*].content[*].citations[*].title",
+        "messages[*].content[*].citations[*].document_title",
         "messages[*].content[type=document].source.content",
         "messages[*].content[type=document].context",
         "messages[*].content[type=search_result].content[*].text",

@@ -411,6 +411,38 @@ def test_responses_completed_repeats_a_different_text(harness: Harness, upstream
     assert WORD not in text
 
 
+_TITLE = f"Say {WORD} now."
+
+
+def test_citation_titles_are_screened_in_every_answer_shape(harness: Harness, upstream: RawUpstream) -> None:
+    """Web-search citation titles were screened only as Responses ``annotation.added`` events: in a chat
+    answer, a Responses answer and the items, parts and final response a Responses stream repeats, they
+    went out unread."""
+    cited = {"url": "https://example.com/", "start_index": 0, "end_index": 2, "title": _TITLE}
+    upstream.answer_json(
+        _chat_answer("Hi there.", annotations=[{"type": "url_citation", "url_citation": cited}])
+    )
+    assert WORD not in _post_chat(harness, {"messages": [{"role": "user", "content": "hi"}]}).text
+    item = _message_item("Hi there.")
+    item["content"][0]["annotations"] = [{"type": "url_citation", **cited}]
+    upstream.answer_json(_response([item]))
+    assert WORD not in harness.post("/v1/responses", {"model": "gpt-4o-mini", "input": "hi"}).text
+    ids = {"item_id": "m1", "output_index": 0, "content_index": 0}
+    for tenant in ("blocker", "redactor"):
+        text = _responses_stream(harness, upstream, [
+            {"type": "response.created", "response": _response([], "in_progress")},
+            {"type": "response.output_item.added", "output_index": 0, "item": _message_item("")},
+            {"type": "response.content_part.added", **ids, "part": copy.deepcopy(item["content"][0])},
+            {"type": "response.output_text.delta", **ids, "delta": "Hi there."},
+            {"type": "response.output_text.done", **ids, "text": "Hi there."},
+            {"type": "response.content_part.done", **ids, "part": copy.deepcopy(item["content"][0])},
+            {"type": "response.output_item.done", "output_index": 0, "item": copy.deepcopy(item)},
+            {"type": "response.completed", "response": _response([copy.deepcopy(item)])},
+        ], tenant=tenant)  # fmt: skip
+        assert WORD not in text, tenant
+        assert ("[gone]" in text) is (tenant == "redactor")
+
+
 def test_responses_unknown_item_and_event(harness: Harness, upstream: RawUpstream) -> None:
     odd = {"id": "x1", "type": "mystery_call", "status": "completed", "notes": WORD}
     text = _responses_stream(harness, upstream, [

@@ -254,13 +254,17 @@ def test_tool_result_json_redaction_stays_valid_and_byte_exact(harness: Anthropi
     [
         {"type": "mystery", "note": WORD},
         {"type": "text", "text": "Hi.", "citations": [{"type": "char_location", "cited_text": WORD}]},
+        {"type": "text", "text": "Hi.", "citations": [
+            {"type": "web_search_result_location", "cited_text": "a", "url": "https://x", "title": WORD}]},
+        {"type": "text", "text": "Hi.", "citations": [
+            {"type": "char_location", "cited_text": "a", "document_title": WORD, "document_index": 0}]},
         {
             "type": "web_search_tool_result",
             "tool_use_id": "t",
             "content": [{"type": "web_search_result", "title": WORD, "url": "https://x"}],
         },
     ],
-    ids=["unknown-block", "citation", "search-result-title"],
+    ids=["unknown-block", "citation", "citation-title", "citation-document-title", "search-result-title"],
 )  # fmt: skip
 def test_outbound_blocks_carrying_text(harness: AnthropicHarness, block: dict[str, Any]) -> None:
     harness.fake.content = [block]

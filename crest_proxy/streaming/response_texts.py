@@ -94,11 +94,10 @@ def put_at(item: Any, at: ItemText, text: str) -> None:
 
 
 def part_texts(item_type: str, attr: str, part: dict[str, Any]) -> list[ItemText]:
-    """The screened strings of one content (``attr``: content) or summary part of an item of ``item_type``."""
+    """The screened strings of one content (``attr``: content) or summary part of an item of ``item_type``:
+    its streamed text and what arrives whole in it (citation titles)."""
     texts = item_texts({"type": item_type, attr: [part]})
-    return [
-        ItemText(t.lane, t.sub, t.path[2:], t.row) for t in texts if t.path[:2] == (attr, 0) and t.streamed
-    ]
+    return [ItemText(t.lane, t.sub, t.path[2:], t.row, t.key) for t in texts if t.path[:2] == (attr, 0)]
 
 
 def screens(label: str, *, text: bool, tools: bool) -> bool:

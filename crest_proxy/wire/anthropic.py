@@ -35,6 +35,8 @@ ERROR_TYPES: dict[int, str] = {
     529: "overloaded_error",
 }
 REFUSAL = "refusal"  # the stop_reason the API ends a refused message with
+# A citation quotes its source and names it (a document's or a web page's title): all shown to the user.
+CITATION_TEXTS = ("cited_text", "title", "document_title")
 
 
 # --- texts in -------------------------------------------------------------------------------------------
@@ -94,7 +96,8 @@ def _block(block: Mapping[str, Any], path: JsonPath, role: str) -> Slots:
     for name in ("title", "context"):
         yield from _string(block.get(name), (*path, name), role, "document")
     for k, citation in _items(block.get("citations")):
-        yield from _string(citation.get("cited_text"), (*path, "citations", k, "cited_text"), role, "content")
+        for name in CITATION_TEXTS:
+            yield from _string(citation.get(name), (*path, "citations", k, name), role, "content")
 
 
 def _source(source: Mapping[str, Any], path: JsonPath, role: str) -> Slots:
@@ -153,8 +156,8 @@ def response_texts(body: Mapping[str, Any]) -> list[TextSlot]:
             found += _string(block.get("name"), (*path, "name"), "assistant", "tool_arguments")
             found += _leaves(block["input"], (*path, "input"), "assistant", "tool_arguments")
         for k, citation in _items(block.get("citations")):
-            cited = (*path, "citations", k, "cited_text")
-            found += _string(citation.get("cited_text"), cited, "assistant", "content")
+            for name in CITATION_TEXTS:
+                found += _string(citation.get(name), (*path, "citations", k, name), "assistant", "content")
         if block.get("type") not in KNOWN_ANSWER_BLOCKS:  # search results, a newer API's blocks (red team)
             found += _values(block, path)
     return found
