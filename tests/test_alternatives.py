@@ -51,3 +51,22 @@ def test_chosen_tokens_refuse_a_list_holding_a_non_string() -> None:
     assert alternatives.chosen_tokens([_entry("a"), {"token": 1}]) is None
     assert alternatives.chosen_tokens(["a", "b"]) == ["a", "b"]  # legacy ``tokens``
     assert alternatives.chosen_tokens({"tokens": []}) is None
+
+
+def test_bytes_that_spell_something_else_are_read_too() -> None:
+    hidden = {"token": "Hi", "logprob": -0.1, "bytes": list(b"kaboom"), "top_logprobs": []}
+    assert alternatives.readings([hidden, _entry(".")]) == ["Hi.", "kaboom."]
+    other = _entry("Hi", "Yo")
+    other["top_logprobs"][1]["bytes"] = list(b"ka")
+    assert alternatives.readings([other, _entry("boom")]) == ["Hiboom", "Yoboom", "kaboom"]
+
+
+def test_bytes_of_one_character_split_across_tokens_decode_whole() -> None:
+    euro = "€".encode()
+    split = [
+        {"token": "\ufffd", "bytes": list(euro[:1]), "top_logprobs": []},
+        {"token": "\ufffd", "bytes": list(euro[1:]), "top_logprobs": []},
+    ]
+    assert alternatives.readings(split) == ["\ufffd\ufffd", "€"]
+    # Bytes that agree with their tokens add nothing (and cost no decoding).
+    assert alternatives.readings([_entry("Hi", "Yo")]) == ["Hi", "Yo"]

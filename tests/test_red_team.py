@@ -543,6 +543,23 @@ def test_unsafe_alternatives_block_or_are_dropped(
 
 
 @pytest.mark.parametrize("stream", [False, True])
+def test_token_bytes_spelling_another_word_are_read(
+    harness: Harness, upstream: RawUpstream, stream: bool
+) -> None:
+    hidden = {"token": "Hi", "logprob": -0.1, "bytes": list(WORD.encode()), "top_logprobs": []}
+    lp = {"content": [hidden, _token(" there.")], "refusal": None}
+    if stream:
+        upstream.answer_events([_chunk({"role": "assistant", "content": "Hi there."}, logprobs=lp),
+                                _chunk({}, finish="stop"), "[DONE]"])  # fmt: skip
+    else:
+        upstream.answer_json(
+            {**_chat_with([]), "choices": [{**_chat_with([])["choices"][0], "logprobs": lp}]}
+        )
+    reply = _post_chat(harness, {**ASKED, "stream": stream})
+    assert "content_filter" in reply.text and '"bytes"' not in reply.text  # blocked: no token goes out
+
+
+@pytest.mark.parametrize("stream", [False, True])
 def test_safe_alternatives_go_out_unchanged(harness: Harness, upstream: RawUpstream, stream: bool) -> None:
     answer = _chat_with(SAFE_ALTERNATIVES)
     if stream:

@@ -17,7 +17,7 @@ the combinations grow as ranks to the power of positions (docs/red-team.md). Sha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, AnyStr
 
 
 def chosen_tokens(logprobs: Any) -> list[str] | None:
@@ -31,12 +31,54 @@ def chosen_tokens(logprobs: Any) -> list[str] | None:
 
 
 def readings(logprobs: Any) -> list[str]:
-    """The distinct texts ``logprobs`` spells (chosen tokens, then one per rank), empty ones left out."""
+    """The distinct texts ``logprobs`` spells (chosen tokens, then one per rank), empty ones left out.
+
+    Tokens carry their UTF-8 ``bytes`` too, which a client may decode instead: where those spell something
+    else than the token strings, their readings are added (decoded whole: one character's bytes may be
+    split across tokens).
+    """
     chosen, columns = _positions(logprobs)
-    texts = ["".join(chosen)]
-    for rank in range(max((len(column) for column in columns), default=0)):
-        texts.append("".join(c[rank] if rank < len(c) else w for w, c in zip(chosen, columns, strict=True)))
+    texts = _ranks(chosen, columns, "")
+    raw = _raw_positions(logprobs, chosen, columns)
+    if raw is not None:
+        texts += [text.decode("utf-8", "replace") for text in _ranks(*raw, b"")]
     return [text for text in dict.fromkeys(texts) if text]
+
+
+def _ranks(chosen: list[AnyStr], columns: list[list[AnyStr]], empty: AnyStr) -> list[AnyStr]:
+    """The chosen tokens joined, then per rank the rank's alternative at every position (else the chosen)."""
+    texts = [empty.join(chosen)]
+    for rank in range(max((len(column) for column in columns), default=0)):
+        picks = (c[rank] if rank < len(c) else w for w, c in zip(chosen, columns, strict=True))
+        texts.append(empty.join(picks))
+    return texts
+
+
+def _raw_positions(
+    logprobs: Any, chosen: list[str], columns: list[list[str]]
+) -> tuple[list[bytes], list[list[bytes]]] | None:
+    """``_positions`` in bytes, each token's ``bytes`` where given; None when none disagrees with its
+    token (the usual case: nothing more to read)."""
+    if not isinstance(logprobs, list):
+        return None
+    entries = [e if isinstance(e, Mapping) else {} for e in logprobs]
+    raw_chosen = [_bytes(e.get("bytes"), token) for e, token in zip(entries, chosen, strict=False)]
+    raw_columns = [
+        [_bytes(a.get("bytes"), t) for a, t in zip(_with_tokens(e.get("top_logprobs")), column, strict=True)]
+        for e, column in zip(entries, columns, strict=False)
+    ]
+    same = [t.encode("utf-8", "surrogatepass") for t in chosen[: len(raw_chosen)]] == raw_chosen and all(
+        [t.encode("utf-8", "surrogatepass") for t in column] == raw
+        for column, raw in zip(columns, raw_columns, strict=False)
+    )
+    return None if same else (raw_chosen, raw_columns)
+
+
+def _bytes(value: Any, token: str) -> bytes:
+    """A token's ``bytes`` (a list of byte values), or its string's UTF-8 where they are not given."""
+    if isinstance(value, list) and all(type(b) is int and 0 <= b < 256 for b in value):
+        return bytes(value)
+    return token.encode("utf-8", "surrogatepass")
 
 
 def _positions(logprobs: Any) -> tuple[list[str], list[list[str]]]:
@@ -60,9 +102,14 @@ def _positions(logprobs: Any) -> tuple[list[str], list[list[str]]]:
 
 
 def _tokens(alternatives: Any) -> list[str]:
+    return [a["token"] for a in _with_tokens(alternatives)]
+
+
+def _with_tokens(alternatives: Any) -> list[Mapping[str, Any]]:
+    """The alternatives that have a token string (the others are not read)."""
     if not isinstance(alternatives, list):
         return []
-    return [a["token"] for a in alternatives if isinstance(a, Mapping) and isinstance(a.get("token"), str)]
+    return [a for a in alternatives if isinstance(a, Mapping) and isinstance(a.get("token"), str)]
 
 
 def _string(token: Any) -> str:
