@@ -46,8 +46,9 @@ class TextSlot:
     key: bool = False
     field: str = field(default="", compare=False)
     data_url: bool = False  # the decoded text of an inline file: a redaction is re-encoded into it
-    # A text per-token logprobs spell (``wire.alternatives``; 0: the chosen tokens, then one per rank of
-    # ``top_logprobs``): tokens cannot be rewritten one by one, so a redaction drops the logprobs.
+    # Which text per-token logprobs spell this is (the position in ``wire.alternatives.readings``: the
+    # chosen tokens, then one per rank of ``top_logprobs``): tokens cannot be rewritten one by one, so a
+    # redaction drops the logprobs.
     rank: int | None = None
 
     @property
