@@ -26,8 +26,10 @@ from crest_proxy.types import Direction
 #   data_url - a file sent inline (``data:text/plain;base64,…``): a textual file is decoded and screened as
 #            text, a redaction re-encoded in place; binary files (PDF, images) pass (``wire.data_url``);
 #   alternatives - per-token logprobs: the texts the chosen tokens and each rank of ``top_logprobs`` spell
-#            (``wire.alternatives``); they cannot be rewritten token by token, so a redaction drops them.
-Kind = Literal["text", "json", "schema", "tokens", "data_url", "alternatives"]
+#            (``wire.alternatives``); they cannot be rewritten token by token, so a redaction drops them;
+#   media  - an image, audio, a binary file or a file by reference (``file_id``, ``file_url``): the model
+#            reads it, the classifier cannot (policy: inbound.media_inputs; audited either way).
+Kind = Literal["text", "json", "schema", "tokens", "data_url", "alternatives", "media"]
 StreamStyle = Literal["choices", "events", "none"]
 IN, OUT = Direction.INBOUND, Direction.OUTBOUND
 ITEM_ROLE = "<item>"  # the role is the ``role`` of the message/item the path runs through
@@ -168,6 +170,16 @@ CHAT = [
     ),  # fmt: skip
     # A file part sent inline: a text/plain (JSON, CSV …) file is text the model reads.
     *_rows("chat.completions", IN, "messages[*].", ("content[*].file.file_data", "data_url", R, "file")),
+    # What the model reads but the classifier cannot: images, audio, binary or referenced files.
+    *_rows(
+        "chat.completions",
+        IN,
+        "messages[*].content[*].",
+        ("image_url", "media", R, "media"),
+        ("input_audio", "media", R, "media"),
+        ("file.file_id", "media", R, "media"),
+        ("file.file_data", "media", R, "media"),
+    ),  # fmt: skip
     *_rows("chat.completions", IN, "tools[*].function.", *_tool_schema("")),
     *_rows(
         "chat.completions",
@@ -262,6 +274,12 @@ def _responses_items() -> tuple[tuple[object, ...], ...]:
     )  # fmt: skip
 
 
+def _media(prefix: str) -> tuple[tuple[object, ...], ...]:
+    """Responses input parts the classifier cannot read: images, audio, binary or referenced files."""
+    fields = ("image_url", "file_id", "file_url", "file_data", "input_audio")
+    return tuple((f"{prefix}{field}", "media", R, "media") for field in fields)
+
+
 def _responses_tools() -> tuple[tuple[object, ...], ...]:
     """Responses ``tools``: function tools are flat (no ``function`` wrapper), custom tools, MCP servers."""
     return (
@@ -295,6 +313,9 @@ RESPONSES = [
         *_item("message", ("content[*].file_data", "data_url", R, "file")),
         *_item("function_call_output", ("output[*].file_data", "data_url", "tool", "tool_output")),
         *_item("custom_tool_call_output", ("output[*].file_data", "data_url", "tool", "tool_output")),
+        *_item("message", *_media("content[*].")),
+        *_item("function_call_output", *_media("output[*].")),
+        *_item("custom_tool_call_output", *_media("output[*].")),
     ),  # fmt: skip
     *_rows("responses", OUT, "output", *_responses_items()),
     *_rows(

@@ -35,6 +35,7 @@ TENANTS: dict[str, dict[str, Any]] = {
     "picky": {"upstream": {"models": ["claude-ok"], "aliases": {"fast": "claude-ok"}}},
     # An OpenAI-compatible upstream that also serves /v1/messages (vLLM, a LiteLLM proxy …): Bearer key.
     "compat": {"upstream": {"provider": "openai"}},
+    "nomedia": {"inbound": {"media_inputs": "block"}},  # images and documents refused, not passed unread
 }
 
 

@@ -38,6 +38,13 @@ UNSAFE_LEGACY_LOGPROBS = {  # legacy completions: parallel lists
 }  # fmt: skip
 
 _CITED = {"url": "https://example.com/", "start_index": 0, "end_index": 2}  # a web-search citation
+# Responses input parts holding what the classifier cannot read, by the field that holds it.
+_MEDIA_PART: dict[str, dict[str, Any]] = {
+    "image_url": {"type": "input_image", "detail": "auto"},
+    "file_id": {"type": "input_file"},
+    "file_url": {"type": "input_file"},
+    "input_audio": {"type": "input_audio"},
+}
 
 # What an item of each Responses type needs besides the text under test.
 ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -66,6 +73,20 @@ ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
     "reasoning": {"summary": []},
     "image_generation_call": {"status": "completed", "result": None},
 }  # fmt: skip
+
+
+def media(row: TextField) -> Any:
+    """A value the classifier cannot read for a ``media`` row (an image, audio, a PDF, a file id)."""
+    name = row.path.rsplit(".", 1)[-1]
+    if name == "image_url":
+        url = "https://example.com/cat.png"
+        return {"url": url} if row.endpoint == "chat.completions" else url
+    return {
+        "input_audio": {"data": base64.b64encode(b"RIFF....WAVE").decode(), "format": "wav"},
+        "file_id": "file-abc123",
+        "file_url": "https://example.com/report.pdf",
+        "file_data": "data:application/pdf;base64," + base64.b64encode(b"%PDF-1.4\n").decode(),
+    }[name]
 
 
 def leaf(row: TextField) -> Any:
@@ -129,7 +150,8 @@ _ASSISTANT_ONLY = ("tool_calls", "function_call", "refusal", "reasoning_content"
 def _chat_message(message: dict[str, Any]) -> dict[str, Any]:
     parts = message.get("content") if isinstance(message.get("content"), list) else []
     for part in parts:
-        part.setdefault("type", "refusal" if "refusal" in part else "file" if "file" in part else "text")
+        typed = next((t for t in ("refusal", "file", "image_url", "input_audio") if t in part), "text")
+        part.setdefault("type", typed)
         _merge(part, {"file": {"filename": "notes.txt"}} if "file" in part else {})
     assistant = any(k in message for k in _ASSISTANT_ONLY) or any("refusal" in p for p in parts)
     message.setdefault("role", "assistant" if assistant else "user")
@@ -208,6 +230,7 @@ def _item(item: dict[str, Any], n: int, *, outbound: bool) -> dict[str, Any]:
         for part in parts:
             text_type = "output_text" if assistant else "input_text"
             _merge(part, {"type": "input_file", "filename": "notes.txt"} if "file_data" in part else {})
+            _merge(part, _MEDIA_PART.get(next((k for k in _MEDIA_PART if k in part), ""), {}))
             _merge(part, {"type": "refusal" if "refusal" in part else text_type})
             _merge(part, {"annotations": []} if part["type"] == "output_text" else {})
             _merge(part, {"text": spelled_by(part["logprobs"])} if "logprobs" in part else {})
@@ -224,6 +247,7 @@ def _item(item: dict[str, Any], n: int, *, outbound: bool) -> dict[str, Any]:
             part.setdefault("type", "reasoning_text")
     if kind.endswith("_output") and isinstance(item.get("output"), list):
         for part in item["output"]:
+            _merge(part, _MEDIA_PART.get(next((k for k in _MEDIA_PART if k in part), ""), {}))
             _merge(part, {"type": "input_text"} if "text" in part else {})
             _merge(part, {"type": "input_file", "filename": "notes.txt"} if "file_data" in part else {})
     if "tools" in item and kind == "mcp_list_tools":

@@ -6,6 +6,7 @@ unsafe byte), outbound text / tool input / thinking, errors in Anthropic's shape
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Iterator
@@ -238,6 +239,39 @@ def test_every_text_found_is_a_registry_row_and_every_row_is_placed() -> None:
     answer = {"content": [{"type": "text", "text": "a"}, {"type": "tool_use", "input": {"k": ["v"]}}]}
     outbound = tuple(r for r in rows if r.direction is Direction.OUTBOUND and not r.stream)
     assert covered(wire.response_texts(answer), outbound, answer) == []
+
+
+_PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+_PDF = base64.b64encode(b"%PDF-1.4\n").decode()
+MEDIA_MESSAGES = [
+    {"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": _PNG}},
+        {"type": "text", "text": "What is in these?"},
+        {"type": "document", "source": {"type": "url", "url": "https://example.com/report.pdf"}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Plain notes."}},
+    ]},
+    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "look", "input": {}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": _PDF}},
+    ]}]},
+]  # fmt: skip
+MEDIA_PLACES = [
+    "messages[0].content[0].source",
+    "messages[0].content[2].source",
+    "messages[2].content[0].content[0].source",
+]
+
+
+def test_images_and_documents_follow_media_inputs_and_are_audited(harness: AnthropicHarness) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        create(harness, "nomedia", messages=MEDIA_MESSAGES)
+    assert "inbound.media_inputs" in caught.value.message and MEDIA_PLACES[2] in caught.value.message
+    assert harness.fake.received == []
+    raw = create(harness, messages=MEDIA_MESSAGES)  # the default: forwarded unread, and said so
+    assert harness.fake.last.body["messages"] == MEDIA_MESSAGES
+    records = harness.records_for(raw.headers["x-request-id"])
+    assert records and all(r["extra"]["media_inputs"] == MEDIA_PLACES for r in records)
+    assert wire.media_inputs({"messages": HELLO}) == []
 
 
 def test_roles_and_tool_calls_settings_apply_to_anthropic_slots() -> None:

@@ -128,6 +128,30 @@ async def test_unsafe_request_is_a_400_that_litellm_counts_as_an_intervention(pl
     assert plugin.records() == [("call-1", "inbound", "block")]
 
 
+IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+
+
+async def test_token_ids_and_media_follow_the_policy_and_are_audited(plugin: Plugin) -> None:
+    tokens = {"model": "m", "prompt": [1, 2, 3], "litellm_call_id": "call-1"}
+    with pytest.raises(HTTPException) as caught:  # inbound.token_inputs: block (the default)
+        await plugin().async_pre_call_hook(None, None, tokens, "atext_completion")
+    assert caught.value.status_code == 400 and "inbound.token_inputs" in str(caught.value.detail)
+    picture = chat_request("What is this?")
+    picture["messages"][0]["content"] = [{"type": "text", "text": "What is this?"}, IMAGE]
+    guardrail = plugin()
+    assert await guardrail.async_pre_call_hook(None, None, picture, "acompletion") is picture  # allow
+    refusing = plugin(inbound={"media_inputs": "block"})
+    with pytest.raises(HTTPException) as caught:
+        await refusing.async_pre_call_hook(None, None, picture, "acompletion")
+    assert "messages[0].content[1].image_url" in str(caught.value.detail)
+    assert is_guardrail_intervention(caught.value)
+    notes = [
+        (r.action, r.extra.get("token_inputs"), r.extra.get("media_inputs")) for r in plugin.sink.records
+    ]
+    image = ["messages[0].content[1].image_url"]
+    assert notes == [("block", ["prompt"], None), ("allow", None, image), ("block", None, image)]
+
+
 async def test_the_400_has_serves_top_level_code_for_litellms_proxy(plugin: Plugin) -> None:
     from litellm.proxy._types import ProxyException
 

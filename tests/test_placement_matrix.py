@@ -71,7 +71,11 @@ def _frame(event: dict[str, Any], typed: bool) -> bytes:
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory, classifier: Any) -> Iterator[Harness]:
-    tenants = {**harness_module.TENANTS, "tokens": {"inbound": {"token_inputs": "allow"}}}
+    tenants = {
+        **harness_module.TENANTS,
+        "tokens": {"inbound": {"token_inputs": "allow"}},
+        "nomedia": {"inbound": {"media_inputs": "block"}},
+    }
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(harness_module, "TENANTS", tenants)
         tmp: Path = tmp_path_factory.mktemp("matrix")
@@ -92,7 +96,7 @@ def upstream(harness: Harness) -> Iterator[ScriptedUpstream]:
 
 # --- cases from the registry ---------------------------------------------------------------------------
 
-TEXT_ROWS = [r for r in endpoints.FIELDS if r.kind != "tokens"]
+TEXT_ROWS = [r for r in endpoints.FIELDS if r.kind not in ("tokens", "media")]
 INBOUND = [r for r in TEXT_ROWS if r.direction is Direction.INBOUND and not r.stream]
 OUTBOUND = [r for r in TEXT_ROWS if r.direction is Direction.OUTBOUND and not r.stream]
 STREAMED = [r for r in TEXT_ROWS if r.stream] + [r for r in OUTBOUND if r.endpoint == "responses"]
@@ -278,6 +282,37 @@ def test_token_id_prompts_follow_the_policy_and_are_audited(
     assert {r["tenant"] for r in marked} >= {"blocker", "tokens"}
 
 
+# --- images, audio, files: read by the model, not by the classifier -------------------------------------
+
+MEDIA_ROWS = [r for r in endpoints.FIELDS if r.kind == "media"]
+
+
+@pytest.mark.parametrize("row", MEDIA_ROWS, ids=_ids(MEDIA_ROWS))
+def test_media_inputs_follow_the_policy_and_are_audited(
+    harness: Harness, upstream: ScriptedUpstream, row: endpoints.TextField
+) -> None:
+    body = placements.place(row, placements.media(row))
+    (match,) = find(body, row.path)
+    where = wire.path_param(match.path)
+    before = len(upstream.received)
+    with pytest.raises(openai.BadRequestError) as caught:
+        _call(_client(harness.proxy_url, "nomedia"), row.endpoint, body)
+    assert caught.value.code == "content_policy_violation" and where in caught.value.message
+    assert len(upstream.received) == before
+    _call(_client(harness.proxy_url, "blocker"), row.endpoint, body)  # default: allowed, and said so
+    (sent,) = find(upstream.last.body, row.path)
+    assert sent.value == match.value
+    noted = [r["tenant"] for r in harness.records() if where in r.get("extra", {}).get("media_inputs", [])]
+    assert {"blocker", "nomedia"} <= set(noted)
+
+
+def test_a_textual_inline_file_is_read_not_counted_as_media() -> None:
+    (row,) = [r for r in MEDIA_ROWS if r.id.endswith("messages[*].content[*].file.file_data")]
+    body = placements.place(row, placements.UNSAFE_FILE)
+    reading = wire.read_body(row.endpoint, body)
+    assert reading.media == [] and [s.text for s in reading.texts if TRIGGER in s.text]
+
+
 # --- streamed tool calls: names at once, arguments whole and decoded ----------------------------------
 
 
@@ -324,16 +359,17 @@ def test_streamed_arguments_are_redacted_decoded_and_stay_valid_json(
     assert len(arguments) == 2 and _unsafe(values) == [] and any(PLACEHOLDER in v for v in values)
 
 
-def test_token_inputs_is_validated_with_file_and_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["token_inputs", "media_inputs"])
+def test_unread_inputs_settings_are_validated_with_file_and_key(tmp_path: Path, key: str) -> None:
     from crest_proxy.errors import ConfigError
     from crest_proxy.policy.files import read_policy
 
     policy = tmp_path / "t.yaml"
     policy.write_text(
         "tenant: t\nkeys: ['sha256:" + "0" * 64 + "']\nupstream: {base_url: 'http://x/v1'}\n"
-        "inbound: {token_inputs: maybe}\n"
+        f"inbound: {{{key}: maybe}}\n"
     )
     with pytest.raises(ConfigError) as caught:
         read_policy(policy)
-    assert str(policy) in str(caught.value) and "inbound.token_inputs" in str(caught.value)
+    assert str(policy) in str(caught.value) and f"inbound.{key}" in str(caught.value)
     assert "'block' or 'allow'" in str(caught.value)

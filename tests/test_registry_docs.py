@@ -19,6 +19,7 @@ BEGIN, END = "<!-- registry:begin -->", "<!-- registry:end -->"
 _MARKS = {"json": " (json)", "schema": " (schema)", "tokens": " (token ids)", "text": ""}
 _MARKS["data_url"] = " (text file)"  # a file sent inline: a textual one is decoded and screened
 _MARKS["alternatives"] = " (tokens)"  # per-token logprobs: the chosen and the alternative tokens' texts
+_MARKS["media"] = " (media)"  # read by the model, not by the classifier: inbound.media_inputs
 # ``json`` on a whole item: every key and string value of it.
 
 

@@ -186,6 +186,10 @@ class InboundPolicy(DirectionPolicy):
     # Prompts given as token ids (legacy completions, embeddings) cannot be read by CREST: ``block``
     # refuses them, ``allow`` forwards them unscreened; both are audited (issue 13).
     token_inputs: Literal["block", "allow"] = "block"
+    # Images, audio, binary files and files by reference (``file_id``, ``file_url``): the model reads
+    # them, CREST cannot. ``allow`` (default: vision and file apps keep working) forwards them unscreened,
+    # ``block`` refuses them; both are audited (``extra.media_inputs``).
+    media_inputs: Literal["block", "allow"] = "allow"
 
 
 class StreamSettings(_Frozen):

@@ -29,7 +29,13 @@ from crest_proxy.screening.decision import Answer, Exchange, Outcome, audit_refu
 from crest_proxy.screening.guard import Screening
 from crest_proxy.screening.holdback import StreamScreener
 from crest_proxy.server.access import client_request_id_of, refusal_record
-from crest_proxy.server.endpoints import raise_for, read_json, resolve_model, screen_body
+from crest_proxy.server.endpoints import (
+    raise_for,
+    read_json,
+    refuse_unread_inputs,
+    resolve_model,
+    screen_body,
+)
 from crest_proxy.server.gateway import (
     Call,
     Gateway,
@@ -46,6 +52,7 @@ from crest_proxy.streaming.anthropic import MessageStream
 from crest_proxy.types import Action, Direction
 from crest_proxy.upstream import pool as upstream
 from crest_proxy.wire import anthropic as wire
+from crest_proxy.wire.slots import path_param
 
 MESSAGES, COUNT_TOKENS = "messages", "messages.count_tokens"
 _PATHS = {MESSAGES: wire.MESSAGES.path, COUNT_TOKENS: wire.COUNT_TOKENS.path}
@@ -91,6 +98,7 @@ async def _serve(request: Request, endpoint: str) -> Response:
     inbound, body = await screen_body(gw, call, Direction.INBOUND, body, wire.request_texts(body))
     if inbound.action is Action.BLOCK:
         return _refusal(call, await decide_call(gw, call, inbound))
+    await refuse_unread_inputs(gw, call, inbound)
     if body.get("stream") is True and endpoint == MESSAGES:
         return await _stream(gw, call, body, inbound)
     return await _forward(gw, call, body, inbound)
@@ -112,7 +120,10 @@ async def _parse(request: Request, endpoint: str, gw: Gateway) -> Call:
         )  # fmt: skip
         await gw.audit.write(record)
         raise
-    return Call(endpoint, policy, body, request.state.request_id, request.headers, policies)
+    media = tuple(path_param(path) for path in wire.media_inputs(body))
+    return Call(
+        endpoint, policy, body, request.state.request_id, request.headers, policies, media_inputs=media
+    )
 
 
 def authenticate(request: Request, tenant_for_key: Any) -> Policy:

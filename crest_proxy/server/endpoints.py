@@ -22,6 +22,7 @@ from crest_proxy.errors import (
     UpstreamError,
 )
 from crest_proxy.policy.model import Policy
+from crest_proxy.screening import unread
 from crest_proxy.screening.decision import Answer, Exchange, Outcome, audit_refusal
 from crest_proxy.screening.guard import Screening
 from crest_proxy.screening.slots import replacements, screened_slots
@@ -106,9 +107,10 @@ async def parse_call(request: Request, endpoint: str, gw: Gateway) -> Call:
         await gw.audit.write(record)
         raise
     tokens = tuple(wire.path_param(path) for path in reading.tokens)
+    media = tuple(wire.path_param(path) for path in reading.media)
     return Call(
         endpoint, policy, body, request_id, request.headers, policies,
-        token_inputs=tokens, texts=reading.texts,
+        token_inputs=tokens, media_inputs=media, texts=reading.texts,
     )  # fmt: skip
 
 
@@ -137,6 +139,15 @@ def raise_for(outcome: Outcome) -> None:
         raise ContentPolicyError(outcome.message)
 
 
+async def refuse_unread_inputs(gw: Gateway, call: Call, inbound: Screening) -> None:
+    """Refuse what the model would read but the classifier cannot, where the tenant's policy says so
+    (``inbound.token_inputs`` / ``inbound.media_inputs``: block); recorded as a block."""
+    message = unread.refusal(call.policy.inbound, call.token_inputs, call.media_inputs)
+    if message is not None:
+        await decide_call(gw, call, dataclasses.replace(inbound, action=Action.BLOCK))
+        raise ContentPolicyError(message)
+
+
 def inbound_refusal(call: Call, outcome: Outcome) -> Response:
     """The answer to a blocked request: an error (raised), or a refusal completion in the endpoint's shape."""
     raise_for(outcome)
@@ -153,12 +164,7 @@ async def handle_completion(request: Request, endpoint: str) -> Response:
     inbound, body = await screen_body(gw, call, Direction.INBOUND, body, list(call.texts))
     if inbound.action is Action.BLOCK:
         return inbound_refusal(call, await decide_call(gw, call, inbound))
-    if call.token_inputs and call.policy.inbound.token_inputs == "block":
-        await decide_call(gw, call, dataclasses.replace(inbound, action=Action.BLOCK))
-        raise ContentPolicyError(
-            "Prompts given as token ids cannot be screened and this tenant's policy refuses them "
-            f"(inbound.token_inputs: block); send text instead ({', '.join(call.token_inputs)})."
-        )
+    await refuse_unread_inputs(gw, call, inbound)
     if body.get("stream") is True:
         return await stream_completion(gw, call, body, inbound)
     return await forward_and_screen(gw, call, body, inbound)

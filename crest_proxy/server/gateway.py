@@ -21,6 +21,7 @@ from crest_proxy.audit.sink import AuditSink
 from crest_proxy.errors import UpstreamError
 from crest_proxy.policy.files import PolicySet
 from crest_proxy.policy.model import Policy
+from crest_proxy.screening import unread
 from crest_proxy.screening.decision import Exchange, Outcome, Recorders, StreamEnd, decide
 from crest_proxy.screening.guard import Guard, RequestContext, Screening
 from crest_proxy.server.access import client_request_id_of
@@ -92,6 +93,8 @@ class Call:
     policies: PolicySet | None = None
     # Where the request carries token ids the classifier cannot read (``inbound.token_inputs``).
     token_inputs: tuple[str, ...] = ()
+    # Where it carries images, audio or files the classifier cannot read (``inbound.media_inputs``).
+    media_inputs: tuple[str, ...] = ()
     # The texts of ``body`` the model will read, as validation found them (``wire.read_body``).
     texts: Sequence[TextSlot] = ()
 
@@ -114,7 +117,7 @@ class Call:
             endpoint=self.endpoint,
             model=self.model,
             audit_mode=self.policy.audit.content,
-            extra={"token_inputs": list(self.token_inputs)} if self.token_inputs else {},
+            extra=unread.notes(self.token_inputs, self.media_inputs),
             client_request_id=client_request_id_of(self.headers),
         )
 

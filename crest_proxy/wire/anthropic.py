@@ -100,6 +100,24 @@ def _block(block: Mapping[str, Any], path: JsonPath, role: str) -> Slots:
             yield from _string(citation.get(name), (*path, "citations", k, name), role, "content")
 
 
+def media_inputs(body: Mapping[str, Any]) -> list[JsonPath]:
+    """Where a request carries images or documents the model reads and the classifier cannot: a block
+    whose ``source`` is base64, a URL or a file id (a PDF, an image), at any depth (tool results)."""
+    found: list[JsonPath] = []
+    for i, message in _items(body.get("messages")):
+        _media(message.get("content"), ("messages", i, "content"), found)
+    return found
+
+
+def _media(blocks: Any, path: JsonPath, found: list[JsonPath]) -> None:
+    for k, block in _items(blocks):
+        source = block.get("source")
+        if isinstance(source, Mapping) and source.get("type") not in ("text", "content"):
+            found.append((*path, k, "source"))
+        if isinstance(block.get("content"), list):
+            _media(block["content"], (*path, k, "content"), found)
+
+
 def _source(source: Mapping[str, Any], path: JsonPath, role: str) -> Slots:
     """A document's text source (``text`` data or ``content`` blocks); base64 and URL ones hold none."""
     if source.get("type") == "text":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crest_proxy import endpoints
@@ -33,6 +33,7 @@ class BodyReading:
     texts: list[TextSlot]  # every text the model reads (or wrote), in body order
     misplaced: list[JsonPath]  # containers where text belongs (``misplaced``)
     tokens: list[JsonPath]  # token-id inputs (``token_inputs``)
+    media: list[JsonPath] = field(default_factory=list)  # images, audio, files the classifier cannot read
 
 
 def read_body(endpoint: str, body: Any, direction: Direction = Direction.INBOUND) -> BodyReading:
@@ -42,12 +43,13 @@ def read_body(endpoint: str, body: Any, direction: Direction = Direction.INBOUND
     instead of three per request (issue 13's pass-through budget).
     """
     if not isinstance(body, Mapping):
-        return BodyReading([], [], [])
+        return BodyReading([], [], [], [])
     rows, patterns = _all_rows(endpoint, direction)
     matches = find_all(body, patterns)
     found: list[tuple[TextField, TextSlot]] = []
     odd: list[JsonPath] = []
     tokens: list[JsonPath] = []
+    media: list[JsonPath] = []
     for row in rows:
         for match in matches.get(row.path, ()):
             value = match.value
@@ -56,9 +58,12 @@ def read_body(endpoint: str, body: Any, direction: Direction = Direction.INBOUND
             if row.kind == "tokens":
                 if _is_tokens(value):
                     tokens.append(match.path)
+            elif row.kind == "media":
+                if _is_media(match.path[-1], value):
+                    media.append(match.path)
             else:
                 found += ((row, slot) for slot in _slots(row, match))
-    return BodyReading(_in_body_order(_without_repeats(found)), odd, tokens)
+    return BodyReading(_in_body_order(_without_repeats(found)), odd, tokens, media)
 
 
 def _without_repeats(found: list[tuple[TextField, TextSlot]]) -> list[tuple[TextField, TextSlot]]:
@@ -120,6 +125,8 @@ def _readable(rows: tuple[TextField, ...], row: TextField, value: Any) -> bool:
 def _takes(row: TextField, value: Any) -> bool:
     if row.kind == "alternatives":
         return True  # logprobs: a list (chat, Responses) or an object (legacy completions)
+    if row.kind == "media":  # an image_url or input_audio object; files are strings (an object is odd)
+        return isinstance(value, Mapping) and row.path.endswith(("image_url", "input_audio"))
     if row.kind in ("schema", "json"):
         return isinstance(value, Mapping)  # a schema, or JSON given decoded
     return row.kind == "tokens" and _is_tokens(value)
@@ -220,6 +227,14 @@ def _role(row: TextField, item: Mapping[str, Any] | None) -> str | None:
         return row.role
     role = item.get("role") if item is not None else None
     return role if isinstance(role, str) else row.default_role
+
+
+def _is_media(name: str | int, value: Any) -> bool:
+    """Whether a ``media`` place holds something the model reads and the classifier cannot: any non-empty
+    reference or payload, but an inline file that reads as text (its ``data_url`` row screens it)."""
+    if name == "file_data" and isinstance(value, str):
+        return bool(value) and data_url.read(value) is None
+    return value not in (None, "", {}, [])
 
 
 def _is_tokens(value: Any) -> bool:

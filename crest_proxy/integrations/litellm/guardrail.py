@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import logging
 import os
 import uuid
@@ -34,6 +35,7 @@ from crest_proxy.integrations.litellm.stream import ScreenedStream, StreamStoppe
 from crest_proxy.integrations.litellm.violation import policy_violation  # noqa: E402
 from crest_proxy.policy.files import read_policy  # noqa: E402
 from crest_proxy.policy.model import Policy  # noqa: E402
+from crest_proxy.screening import unread  # noqa: E402
 from crest_proxy.screening.decision import (  # noqa: E402
     Answer,
     Exchange,
@@ -158,11 +160,17 @@ class CrestGuardrail(CustomGuardrail):
             return data
         if endpoint == "responses" and data.get("stream") is True:
             _refuse_responses_stream()
-        slots = screened_slots(self.policy, Direction.INBOUND, wire.request_texts(endpoint, data))
+        reading = wire.read_body(endpoint, data)
+        slots = screened_slots(self.policy, Direction.INBOUND, reading.texts)
         screening = await self._screen(Direction.INBOUND, slots)
-        outcome = await self._decide(screening, data, endpoint)
+        tokens = [wire.path_param(path) for path in reading.tokens]
+        media = [wire.path_param(path) for path in reading.media]
+        unreadable = unread.refusal(self.policy.inbound, tokens, media)
+        if unreadable is not None:  # token ids or media this policy will not pass unread: a block, recorded
+            screening = dataclasses.replace(screening, action=Action.BLOCK)
+        outcome = await self._decide(screening, data, endpoint, extra=unread.notes(tokens, media))
         if outcome.answer is not Answer.PROCEED:
-            self._refuse(outcome, screening, data)
+            self._refuse(outcome, screening, data, unreadable)
         if screening.action is Action.REDACT:
             data.update(_replaced(data, slots, screening))
         return data
@@ -220,10 +228,11 @@ class CrestGuardrail(CustomGuardrail):
         *,
         upstream: Exchange | None = None,
         stream: StreamEnd | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> Outcome:
         """The one decision path (audit record, client outcome); LiteLLM keeps its own metrics."""
         runtime = await self.runtime()
-        ctx = self._context(data, endpoint)
+        ctx = self._context(data, endpoint, extra or {})
         outcome = await decide(
             screening, ctx, self.policy, Recorders(runtime.audit), upstream=upstream, stream=stream
         )
@@ -253,7 +262,7 @@ class CrestGuardrail(CustomGuardrail):
         except Exception:  # LiteLLM's logging must never turn a decision into a failed request
             log.warning("LiteLLM guardrail logging failed", exc_info=True)
 
-    def _context(self, data: Mapping[str, Any], endpoint: str) -> RequestContext:
+    def _context(self, data: Mapping[str, Any], endpoint: str, extra: Mapping[str, object]) -> RequestContext:
         model = data.get("model")
         return RequestContext(
             request_id=call_id(data),
@@ -261,14 +270,19 @@ class CrestGuardrail(CustomGuardrail):
             endpoint=endpoint,
             model=model if isinstance(model, str) else None,
             audit_mode=self.policy.audit.content,
-            extra={"via": "litellm", "guardrail": self.guardrail_name},
+            extra={"via": "litellm", "guardrail": self.guardrail_name, **extra},
         )
 
-    def _refuse(self, outcome: Outcome, screening: Screening, data: dict[str, Any]) -> NoReturn:
-        """Raise what LiteLLM turns into a refusal: a 400 it counts as an intervention, or a refusal text."""
+    def _refuse(
+        self, outcome: Outcome, screening: Screening, data: dict[str, Any], unreadable: str | None = None
+    ) -> NoReturn:
+        """Raise what LiteLLM turns into a refusal: a 400 it counts as an intervention, or a refusal text
+        (``unreadable``: the message for token ids or media the policy refuses, always a 400)."""
         if outcome.answer is Answer.UNAVAILABLE:
             raise _unavailable(outcome)
         detection = {"score": screening.score, "rules": list(screening.rules), "request_id": call_id(data)}
+        if unreadable is not None:
+            raise policy_violation(unreadable, str(outcome.code), detection)
         if outcome.answer is Answer.REFUSE:
             self.raise_passthrough_exception(outcome.message, data, detection_info=detection)
         raise policy_violation(outcome.message, str(outcome.code), detection)
