@@ -201,20 +201,15 @@ CHAT = [
         ("prediction.content[*].text", "text", None, "prediction"),
     ),  # fmt: skip
     *_rows("chat.completions", OUT, "choices[*].message.", *_chat_message("assistant")),
-    # Web-search citations: titles of pages, shown to the user with the answer (not sent back as input).
+    # Web-search citation titles (shown with the answer, not sent back as input), and the tokens the model
+    # chose and nearly chose (``logprobs``, ``top_logprobs``): text it wrote, too.
     *_rows(
         "chat.completions",
         OUT,
-        "choices[*].message.",
-        ("annotations[*].url_citation.title", "text", "assistant", "citation"),
-    ),  # fmt: skip
-    # Tokens the model chose and nearly chose (``logprobs``, ``top_logprobs``): text it wrote, too.
-    *_rows(
-        "chat.completions",
-        OUT,
-        "choices[*].logprobs.",
-        ("content", "alternatives", "assistant", _ALT),
-        ("refusal", "alternatives", "assistant", _ALT),
+        "choices[*].",
+        ("message.annotations[*].url_citation.title", "text", "assistant", "citation"),
+        ("logprobs.content", "alternatives", "assistant", _ALT),
+        ("logprobs.refusal", "alternatives", "assistant", _ALT),
     ),  # fmt: skip
 ]
 
